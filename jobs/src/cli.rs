@@ -1,0 +1,280 @@
+//! The `ebroker` command line: argument definitions (clap) and the one function the binary
+//! calls, which loads the configuration and dispatches to the jobs.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::analytics::ReportFormat;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::generate::{generate, GenerateOptions};
+use crate::pipeline::RunOptions;
+use crate::sql::SqlLibrary;
+use crate::storage::Warehouse;
+
+/// ebroker — the bank's client-segmentation pipeline without YARN or Spark.
+///
+/// Runs in-process by default (no services): `ebroker run` generates 5,000 clients and fills
+/// ./warehouse with cleaned tables and marts. Each stage is also a subcommand.
+#[derive(Debug, Parser)]
+#[command(name = "ebroker", version, propagate_version = true, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const AFTER_HELP: &str = "\
+Configuration layers: embedded defaults < ebroker.toml (or --config) < EBROKER_<SECTION>__<KEY>
+environment variables < flags. See the effective values with `ebroker config show`.
+
+Examples:
+  ebroker generate --clients 20000 --dirty 0.02 --out data/
+  ebroker clean --input data/ --date 2024-06-01
+  ebroker --warehouse hdfs://nn:8020/bank clean --input data/";
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file (default: ./ebroker.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Warehouse root: a path or file://, hdfs://, s3:// URL (default ./warehouse).
+    #[arg(long, global = true, value_name = "URL")]
+    pub warehouse: Option<String>,
+    /// Override any configuration key, e.g. --set engine.memory_limit=2GiB (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub set: Vec<(String, String)>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+fn parse_key_value(s: &str) -> std::result::Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE; write e.g. engine.memory_limit=2GiB"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write the seven synthetic CSV source files (SPEC §2), optionally with dirt.
+    Generate(GenerateArgs),
+    /// Parse, quarantine, deduplicate and enrich CSV sources into cleaned/ (SPEC §4).
+    Clean(CleanArgs),
+    /// Compute client_segmentation from the cleaned tables of a date (SPEC §5).
+    Segment(DateArgs),
+    /// Compute marketing_clients and targeted_offers from the segmentation (SPEC §6).
+    Offers(DateArgs),
+    /// Write the daily analytics slice and print the standard reports (SPEC §8).
+    Analytics(AnalyticsArgs),
+    /// Run the whole DAG for a date: [generate ->] clean -> segment -> offers -> analytics.
+    ///
+    /// With no arguments it generates 5,000 dirty clients for today and fills ./warehouse.
+    Run(RunArgs),
+    /// Show or check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of clients; the other tables follow SPEC §2's proportions (9.8 rows per client).
+    #[arg(long)]
+    pub clients: Option<u64>,
+    /// Seed: the same seed and --date give byte-identical files.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Directory to write the CSV files into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Fraction of records with dirt (duplicates, bad values, broken lines), 0..1.
+    #[arg(long, value_name = "FRACTION")]
+    pub dirty: Option<f64>,
+    /// The day the data ends on ("today" of the data set); default: today.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub date: Option<NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Directory with the seven CSV files (clients.csv, bank_transactions.csv, ...).
+    #[arg(long, value_name = "DIR")]
+    pub input: PathBuf,
+    /// Processing date the records belong to; default: today.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub date: Option<NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+pub struct DateArgs {
+    /// Processing date; default: today.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub date: Option<NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyticsArgs {
+    #[command(flatten)]
+    pub date: DateArgs,
+    /// How to print the reports.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub date: DateArgs,
+    /// Directory with the seven source CSV files; without it, sources are generated.
+    #[arg(long, value_name = "DIR", conflicts_with = "clients")]
+    pub input: Option<PathBuf>,
+    /// Clients to generate when there is no --input (default generate.clients, 5,000).
+    #[arg(long)]
+    pub clients: Option<u64>,
+    /// Generator seed (default generate.seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Fraction of dirty generated records (default generate.dirty).
+    #[arg(long, value_name = "FRACTION")]
+    pub dirty: Option<f64>,
+    /// Skip the stages that already succeeded for this date.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (secrets masked).
+    Show,
+}
+
+/// Parses `YYYY-MM-DD` strictly.
+pub fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .filter(|_| s.len() == 10)
+        .ok_or_else(|| format!("`{s}` is not a date; write it as YYYY-MM-DD, e.g. 2024-06-01"))
+}
+
+fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+/// Loads the configuration the flags describe.
+pub fn load_config(global: &GlobalArgs) -> Result<Config> {
+    let mut overrides = global.set.clone();
+    if let Some(root) = &global.warehouse {
+        overrides.push(("warehouse.root".into(), format!("{root:?}")));
+    }
+    Config::load(global.config.as_deref(), &overrides)
+}
+
+/// Runs the command the user asked for.
+pub async fn execute(cli: Cli) -> Result<()> {
+    let config = load_config(&cli.global)?;
+    match cli.command {
+        Command::Config(ConfigCommand::Show) => {
+            print!("{}", config.to_masked_toml());
+            Ok(())
+        }
+        Command::Generate(args) => {
+            let options = GenerateOptions {
+                clients: args.clients.unwrap_or(config.generate.clients),
+                seed: args.seed.unwrap_or(config.generate.seed),
+                dirty: args.dirty.unwrap_or(config.generate.dirty),
+                anchor: args.date.unwrap_or_else(today),
+                out: args.out,
+            };
+            let report = tokio::task::spawn_blocking(move || generate(&options))
+                .await
+                .map_err(|e| Error::Stage { stage: "generate".into(), message: e.to_string() })??;
+            let secs = report.elapsed.as_secs_f64().max(1e-9);
+            for f in &report.files {
+                println!("{:<24} {:>10} rows {:>12} bytes  {}", f.table, f.rows, f.bytes, f.path.display());
+            }
+            println!("generated {} rows in {:.2} s ({:.0} rows/s)", report.rows(), secs, report.rows() as f64 / secs);
+            Ok(())
+        }
+        Command::Clean(args) => {
+            let date = args.date.unwrap_or_else(today).to_string();
+            let (engine, warehouse, sql) = open(&config)?;
+            let started = std::time::Instant::now();
+            let report = crate::clean::clean_csv_dir(&engine, &warehouse, &sql, &args.input, &date).await?;
+            print!("{}", report.render());
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            println!("cleaned {} rows in {:.2} s ({:.0} rows/s) into {}", report.rows_read(), secs, report.rows_read() as f64 / secs, warehouse.root());
+            Ok(())
+        }
+        Command::Segment(args) => {
+            let date = date_or_today(&args);
+            let (engine, warehouse, sql) = open(&config)?;
+            let clients = crate::segment::segment(&engine, &warehouse, &sql, &date).await?;
+            println!("client_segmentation {date}: {clients} clients");
+            Ok(())
+        }
+        Command::Offers(args) => {
+            let date = date_or_today(&args);
+            let (engine, warehouse, sql) = open(&config)?;
+            let count = crate::offers::offers(&engine, &warehouse, &sql, &date).await?;
+            println!("marketing_clients {date}: {} clients; targeted_offers: {} offers", count.clients, count.offers);
+            Ok(())
+        }
+        Command::Analytics(args) => {
+            let date = date_or_today(&args.date);
+            let (engine, warehouse, sql) = open(&config)?;
+            let report = crate::analytics::analytics(&engine, &warehouse, &sql, &date).await?;
+            print!("{}", report.render(args.format)?);
+            Ok(())
+        }
+        Command::Run(args) => {
+            let (engine, warehouse, sql) = open(&config)?;
+            let options = RunOptions {
+                date: args.date.date.unwrap_or_else(today),
+                input: args.input,
+                clients: args.clients.unwrap_or(config.generate.clients),
+                seed: args.seed.unwrap_or(config.generate.seed),
+                dirty: args.dirty.unwrap_or(config.generate.dirty),
+                resume: args.resume,
+            };
+            let started = std::time::Instant::now();
+            let result = crate::pipeline::run(&config, &engine, &warehouse, &sql, &options).await;
+            let date = options.date.to_string();
+            if let Some(state) = warehouse.read_json::<crate::pipeline::RunState>(&crate::pipeline::state_file(&date)).await? {
+                print!("{}", state.render());
+            }
+            result?;
+            println!("done in {:.2} s; warehouse: {}", started.elapsed().as_secs_f64(), warehouse.root());
+            Ok(())
+        }
+    }
+}
+
+fn date_or_today(args: &DateArgs) -> String {
+    args.date.unwrap_or_else(today).to_string()
+}
+
+/// The engine, warehouse and SQL library a job needs.
+fn open(config: &Config) -> Result<(Engine, Warehouse, SqlLibrary)> {
+    let engine = Engine::in_process(config)?;
+    let warehouse = Warehouse::open(&config.warehouse.root, engine.registry().as_ref())?;
+    Ok((engine, warehouse, SqlLibrary::new(sql_dir(config))))
+}
+
+/// The SQL override directory, if configured.
+pub fn sql_dir(config: &Config) -> Option<PathBuf> {
+    (!config.sql.dir.is_empty()).then(|| PathBuf::from(&config.sql.dir))
+}

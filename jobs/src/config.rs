@@ -1,0 +1,294 @@
+//! Configuration: documented serde structs, layered embedded defaults -> config file ->
+//! `EBROKER_<SECTION>__<KEY>` environment -> command-line overrides, with unknown keys
+//! rejected and every value checked by [`Config::validate`] before a job sees it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The defaults compiled into the binary (`jobs/config/default.toml`).
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The file read from the working directory when no `--config` is given.
+pub const DEFAULT_FILE: &str = "ebroker.toml";
+
+/// Environment variables with this prefix override keys: `EBROKER_ENGINE__MEMORY_LIMIT=2GiB`.
+pub const ENV_PREFIX: &str = "EBROKER_";
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub warehouse: WarehouseConfig,
+    pub engine: EngineConfig,
+    pub generate: GenerateConfig,
+    pub run: RunConfig,
+    pub sql: SqlConfig,
+}
+
+/// Where the warehouse lives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarehouseConfig {
+    /// Path or URL of the warehouse root.
+    pub root: String,
+}
+
+/// How queries run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Empty for in-process, or `df://host:port` of a Ballista scheduler.
+    pub cluster: String,
+    /// Partitions per query; 0 = number of CPU cores.
+    pub target_partitions: usize,
+    /// Memory budget of the query engine, with a unit (`512MiB`, `2GiB`).
+    pub memory_limit: String,
+    /// Spill directory; empty = system temporary directory.
+    pub spill_dir: String,
+    /// Rows per record batch.
+    pub batch_size: usize,
+}
+
+/// Defaults of the synthetic generator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateConfig {
+    pub clients: u64,
+    pub seed: u64,
+    pub dirty: f64,
+}
+
+/// How the DAG runner behaves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub retries: u32,
+    pub retry_backoff_ms: u64,
+}
+
+/// Where SQL overrides live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    pub dir: String,
+}
+
+/// Keys whose values are secrets and are masked by [`Config::to_masked_toml`].
+const SECRET_MARKERS: [&str; 4] = ["password", "secret", "token", "access_key"];
+
+impl Config {
+    /// Loads the layered configuration. `file` is an explicit `--config` (which must exist);
+    /// without it `./ebroker.toml` is read when present. `overrides` are `section.key=value`
+    /// pairs from the command line, applied last.
+    pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Config> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env, overrides)
+    }
+
+    /// [`Config::load`] with the environment given explicitly (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        overrides: &[(String, String)],
+    ) -> Result<Config> {
+        let mut merged: toml::Table = toml::from_str(DEFAULT_TOML)
+            .map_err(|e| Error::Config(format!("embedded defaults do not parse: {e}")))?;
+        if let Some(layer) = read_file_layer(file)? {
+            merge(&mut merged, layer);
+        }
+        for (name, value) in env {
+            if let Some(key) = name.strip_prefix(ENV_PREFIX) {
+                let dotted = key.to_ascii_lowercase().replacen("__", ".", 1);
+                set_dotted(&mut merged, &dotted, value, &format!("environment variable {name}"))?;
+            }
+        }
+        for (key, value) in overrides {
+            set_dotted(&mut merged, key, value, &format!("flag `{key}`"))?;
+        }
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e| Error::Config(format!("{e} (see `ebroker config show` for the known keys)")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the message names the key, the bad value and the fix.
+    pub fn validate(&self) -> Result<()> {
+        if self.warehouse.root.trim().is_empty() {
+            return Err(Error::Config("warehouse.root is empty; set it to a path or URL such as ./warehouse".into()));
+        }
+        let cluster = &self.engine.cluster;
+        if !cluster.is_empty() && !cluster.starts_with("df://") {
+            return Err(Error::Config(format!(
+                "engine.cluster = {cluster:?} is not a Ballista URL; use df://host:50050, or leave it empty to run in-process"
+            )));
+        }
+        self.memory_limit_bytes()?;
+        if self.engine.batch_size == 0 {
+            return Err(Error::Config("engine.batch_size = 0; use a positive number such as 8192".into()));
+        }
+        if !(0.0..=1.0).contains(&self.generate.dirty) {
+            return Err(Error::Config(format!(
+                "generate.dirty = {} is not a fraction; use a value between 0 and 1",
+                self.generate.dirty
+            )));
+        }
+        if self.generate.clients == 0 {
+            return Err(Error::Config("generate.clients = 0; generate at least one client".into()));
+        }
+        Ok(())
+    }
+
+    /// The engine memory limit in bytes.
+    pub fn memory_limit_bytes(&self) -> Result<usize> {
+        parse_byte_size(&self.engine.memory_limit).ok_or_else(|| {
+            Error::Config(format!(
+                "engine.memory_limit = {:?} is not a size; write it like 512MiB, 2GiB or 1073741824",
+                self.engine.memory_limit
+            ))
+        })
+    }
+
+    /// The number of partitions queries use.
+    pub fn target_partitions(&self) -> usize {
+        match self.engine.target_partitions {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            n => n,
+        }
+    }
+
+    /// The spill directory, if one was configured.
+    pub fn spill_dir(&self) -> Option<PathBuf> {
+        (!self.engine.spill_dir.is_empty()).then(|| PathBuf::from(&self.engine.spill_dir))
+    }
+
+    /// The effective configuration as TOML, with secrets replaced by `****`.
+    pub fn to_masked_toml(&self) -> String {
+        let mut value = toml::Value::try_from(self).expect("config serialises to TOML");
+        mask_secrets(&mut value);
+        toml::to_string_pretty(&value).expect("config serialises to TOML")
+    }
+}
+
+fn read_file_layer(file: Option<&Path>) -> Result<Option<toml::Table>> {
+    let path = match file {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_FILE).exists() => PathBuf::from(DEFAULT_FILE),
+        None => return Ok(None),
+    };
+    let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
+    let table = toml::from_str(&text)
+        .map_err(|e| Error::Config(format!("{} is not valid TOML: {e}", path.display())))?;
+    Ok(Some(table))
+}
+
+fn merge(base: &mut toml::Table, layer: toml::Table) {
+    for (key, value) in layer {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(l)) => merge(b, l),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+/// Sets `section.key` to `raw`, typed like TOML (`2`, `true`, `0.5`) or else as a string.
+fn set_dotted(table: &mut toml::Table, dotted: &str, raw: &str, origin: &str) -> Result<()> {
+    let (section, key) = dotted.split_once('.').ok_or_else(|| {
+        Error::Config(format!("{origin}: `{dotted}` is not section.key (e.g. engine.memory_limit)"))
+    })?;
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let section_table = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match section_table {
+        toml::Value::Table(t) => {
+            t.insert(key.to_string(), value);
+            Ok(())
+        }
+        _ => Err(Error::Config(format!("{origin}: `{section}` is not a section"))),
+    }
+}
+
+fn mask_secrets(value: &mut toml::Value) {
+    if let toml::Value::Table(table) = value {
+        for (key, v) in table.iter_mut() {
+            if SECRET_MARKERS.iter().any(|m| key.contains(m)) {
+                if matches!(v, toml::Value::String(s) if !s.is_empty()) {
+                    *v = toml::Value::String("****".into());
+                }
+            } else {
+                mask_secrets(v);
+            }
+        }
+    }
+}
+
+/// Parses `512MiB`, `2GiB`, `100MB`, `1024` into bytes.
+pub fn parse_byte_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((number * factor) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("e.toml");
+        std::fs::write(&file, "[engine]\nmemory_limit = \"2GiB\"\nbatch_size = 100\n").unwrap();
+        let env = vec![("EBROKER_ENGINE__BATCH_SIZE".to_string(), "200".to_string())];
+        let flags = vec![("warehouse.root".to_string(), "/tmp/wh".to_string())];
+        let c = Config::load_from(Some(&file), &env, &flags).unwrap();
+        assert_eq!(c.engine.memory_limit, "2GiB");
+        assert_eq!(c.engine.batch_size, 200);
+        assert_eq!(c.warehouse.root, "/tmp/wh");
+        assert_eq!(c.memory_limit_bytes().unwrap(), 2 << 30);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let env = vec![("EBROKER_ENGINE__MEMORY".to_string(), "1".to_string())];
+        let err = Config::load_from(None, &env, &[]).unwrap_err().to_string();
+        assert!(err.contains("memory"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_fix() {
+        let flags = vec![("engine.memory_limit".to_string(), "lots".to_string())];
+        let err = Config::load_from(None, &[], &flags).unwrap_err().to_string();
+        assert!(err.contains("\"lots\"") && err.contains("2GiB"), "{err}");
+        let flags = vec![("engine.cluster".to_string(), "http://x".to_string())];
+        assert!(Config::load_from(None, &[], &flags).is_err());
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let mut v: toml::Value = toml::from_str("[db]\npassword = \"hunter2\"\nuser = \"u\"").unwrap();
+        mask_secrets(&mut v);
+        let s = toml::to_string(&v).unwrap();
+        assert!(!s.contains("hunter2") && s.contains("****") && s.contains("\"u\""));
+    }
+}

@@ -1,0 +1,146 @@
+//! The one engine handle (DESIGN.md, idea 1): builds the DataFusion `SessionContext` every job
+//! runs in — in-process, with the configured memory budget, spill directory and the project's
+//! object stores and functions — and the helpers jobs use to read and write warehouse tables.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use url::Url;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::functions;
+use crate::storage::StoreRegistry;
+
+/// Compression of every Parquet file ebroker publishes.
+pub const PARQUET_COMPRESSION: &str = "zstd(3)";
+
+/// The DataFusion session options ebroker runs with (also installed on cluster nodes).
+pub fn session_config(config: &Config) -> SessionConfig {
+    let mut session = SessionConfig::new()
+        .with_target_partitions(config.target_partitions())
+        .with_batch_size(config.engine.batch_size)
+        .with_information_schema(true);
+    let options = session.options_mut();
+    options.execution.parquet.compression = Some(PARQUET_COMPRESSION.to_string());
+    session
+}
+
+/// The runtime: memory pool with the configured limit, spill directory, object stores.
+pub fn runtime_env(config: &Config, registry: Arc<StoreRegistry>) -> Result<Arc<RuntimeEnv>> {
+    let mut disk = DiskManagerBuilder::default();
+    if let Some(dir) = config.spill_dir() {
+        std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        disk = disk.with_mode(DiskManagerMode::Directories(vec![dir]));
+    }
+    RuntimeEnvBuilder::new()
+        .with_memory_limit(config.memory_limit_bytes()?, 1.0)
+        .with_disk_manager_builder(disk)
+        .with_object_store_registry(registry)
+        .build_arc()
+        .map_err(Error::engine("building the runtime environment"))
+}
+
+/// The handle jobs receive: they ask it for the context and never build one.
+#[derive(Clone)]
+pub struct Engine {
+    ctx: SessionContext,
+    registry: Arc<StoreRegistry>,
+}
+
+impl Engine {
+    /// An in-process engine: no cluster, no services.
+    pub fn in_process(config: &Config) -> Result<Engine> {
+        let registry = Arc::new(StoreRegistry::new());
+        let state = SessionStateBuilder::new()
+            .with_config(session_config(config))
+            .with_runtime_env(runtime_env(config, Arc::clone(&registry))?)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        functions::register(&ctx);
+        Ok(Engine { ctx, registry })
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    pub fn registry(&self) -> &Arc<StoreRegistry> {
+        &self.registry
+    }
+
+    /// Registers the Parquet files under the directory `url` as table `name`. With a schema
+    /// the table reads even when the directory is empty or absent.
+    pub async fn register_parquet_dir(&self, name: &str, url: &Url, schema: Option<SchemaRef>) -> Result<()> {
+        let context = format!("registering {url} as table {name}");
+        let table_url = ListingTableUrl::parse(url.as_str()).map_err(Error::engine(context.clone()))?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new(table_url).with_listing_options(options);
+        let config = match schema {
+            Some(schema) => config.with_schema(schema),
+            None => config.infer_schema(&self.ctx.state()).await.map_err(Error::engine(context.clone()))?,
+        };
+        let table = ListingTable::try_new(config).map_err(Error::engine(context.clone()))?;
+        self.ctx.deregister_table(name).map_err(Error::engine(context.clone()))?;
+        self.ctx.register_table(name, Arc::new(table)).map_err(Error::engine(context))?;
+        Ok(())
+    }
+
+    /// Plans `sql`.
+    pub async fn sql(&self, sql: &str, what: &str) -> Result<DataFrame> {
+        self.ctx.sql(sql).await.map_err(Error::engine(format!("planning {what}")))
+    }
+
+    /// Runs `sql` and collects the (small) result.
+    pub async fn collect(&self, sql: &str, what: &str) -> Result<Vec<RecordBatch>> {
+        self.sql(sql, what).await?.collect().await.map_err(Error::engine(format!("running {what}")))
+    }
+
+    /// Writes `df` as Parquet files into the directory `url`; returns the rows written.
+    pub async fn write_parquet_dir(&self, df: DataFrame, url: &Url, what: &str) -> Result<u64> {
+        if let Ok(dir) = url.to_file_path() {
+            std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        }
+        let batches = df
+            .write_parquet(url.as_str(), DataFrameWriteOptions::new(), None)
+            .await
+            .map_err(Error::engine(format!("writing {what} to {url}")))?;
+        Ok(count_of(&batches))
+    }
+}
+
+/// The single `count` value of a DML result.
+fn count_of(batches: &[RecordBatch]) -> u64 {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::UInt64Type;
+    batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| b.column(0).as_primitive::<UInt64Type>().value(0))
+        .sum()
+}
+
+/// A single integer from the first row and column of a query result.
+pub fn scalar_u64(batches: &[RecordBatch]) -> u64 {
+    use datafusion::arrow::array::Array;
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::DataType;
+    batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| {
+            let col = cast(b.column(0), &DataType::UInt64).ok()?;
+            let col = col.as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>()?.clone();
+            (!col.is_null(0)).then(|| col.value(0))
+        })
+        .unwrap_or(0)
+}

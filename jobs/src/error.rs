@@ -1,0 +1,102 @@
+//! The one error type of the `ebroker` library. Every message names the value at fault and,
+//! where there is one, the fix; the CLI prints the whole chain and maps kinds to exit codes.
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in an ebroker job.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value is missing, malformed or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// A command-line or job argument is wrong (exit code 2).
+    #[error("invalid argument: {0}")]
+    Usage(String),
+
+    /// A file or directory could not be read or written.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An input file does not have the shape the contract (SPEC §2) describes.
+    #[error("input {path}: {message}")]
+    Input { path: String, message: String },
+
+    /// The object store behind a warehouse URL failed.
+    #[error("storage error at {url}: {source}")]
+    Storage {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// DataFusion (planning or execution) failed.
+    #[error("query engine error while {context}: {source}")]
+    Engine {
+        context: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+
+    /// Writing or reading Parquet failed.
+    #[error("parquet error on {path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: datafusion::parquet::errors::ParquetError,
+    },
+
+    /// Record counts did not reconcile: a record would have been lost or doubled.
+    #[error("reconciliation failed for {table}: {message}")]
+    Reconcile { table: String, message: String },
+
+    /// A pipeline stage failed after its retries.
+    #[error("stage `{stage}` failed: {message}")]
+    Stage { stage: String, message: String },
+
+    /// JSON (run state, reports) could not be encoded or decoded.
+    #[error("JSON error on {path}: {source}")]
+    Json {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// Wraps a DataFusion error with what ebroker was doing at the time.
+    pub fn engine(context: impl Into<String>) -> impl FnOnce(datafusion::error::DataFusionError) -> Error {
+        let context = context.into();
+        move |source| Error::Engine { context, source }
+    }
+
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+
+    /// Wraps an object-store error with the URL it happened on.
+    pub fn storage(url: impl Into<String>) -> impl FnOnce(object_store::Error) -> Error {
+        let url = url.into();
+        move |source| Error::Storage { url, source }
+    }
+
+    /// The process exit code the CLI uses for this error: 2 for usage and configuration
+    /// mistakes, 3 for bad input data, 4 for failed reconciliation, 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) | Error::Config(_) => 2,
+            Error::Input { .. } => 3,
+            Error::Reconcile { .. } => 4,
+            _ => 1,
+        }
+    }
+}

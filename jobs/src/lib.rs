@@ -1,0 +1,33 @@
+//! ebroker: the YARN- and Spark-free jobs of the bank's client-segmentation pipeline, on
+//! Apache DataFusion (in-process) and Ballista (on a cluster).
+//!
+//! Module map, in the order data flows (SPEC.md §3):
+//! - [`schema`] — the seven source tables as data.
+//! - [`generate`] — synthetic CSV sources, optionally dirty.
+//! - [`clean`] — strict parsing, quarantine, dedup, enrichment -> `cleaned/`.
+//! - [`segment`], [`offers`], [`analytics`] — the marts (SPEC §5, §6, §8), via [`marts`].
+//! - [`pipeline`] — the DAG runner behind `ebroker run`.
+//! - [`cli`] — the `ebroker` command line.
+//!
+//! Infrastructure: [`config`] (layered settings), [`storage`] (warehouse URLs, object stores,
+//! atomic commits), [`engine`] (the DataFusion session), [`sql`] (SQL files),
+//! [`functions`] (SQL functions), [`progress`], [`error`].
+
+pub mod analytics;
+pub mod clean;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod functions;
+pub mod generate;
+pub mod marts;
+pub mod offers;
+pub mod pipeline;
+pub mod progress;
+pub mod schema;
+pub mod segment;
+pub mod sql;
+pub mod storage;
+
+pub use error::{Error, Result};

@@ -1,0 +1,336 @@
+//! The warehouse and its zones: every location is a URL resolved through `object_store`
+//! (`file://`, `hdfs://`/`viewfs://` via hdfs-native, `s3://`), one registry that the CLI,
+//! the scheduler and the executors all install, and the commit step that makes a job's
+//! output visible in one move so readers never see a half-written day.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::ObjectStore;
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// A zone of the warehouse (DESIGN.md, idea 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    Raw,
+    Quarantine,
+    Cleaned,
+    Marts,
+}
+
+impl Zone {
+    pub fn dir(self) -> &'static str {
+        match self {
+            Zone::Raw => "raw",
+            Zone::Quarantine => "quarantine",
+            Zone::Cleaned => "cleaned",
+            Zone::Marts => "marts",
+        }
+    }
+}
+
+/// The object-store registry of ebroker: resolves `file`, `hdfs`, `viewfs` and `s3` URLs,
+/// builds each store once per scheme and authority, and caches it.
+#[derive(Debug, Default)]
+pub struct StoreRegistry {
+    stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl StoreRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn key(url: &Url) -> String {
+        format!("{}://{}", url.scheme(), url.authority())
+    }
+
+    fn build(url: &Url) -> object_store::Result<Arc<dyn ObjectStore>> {
+        match url.scheme() {
+            "file" => Ok(Arc::new(LocalFileSystem::new())),
+            "hdfs" | "viewfs" => {
+                let base = format!("{}://{}", url.scheme(), url.authority());
+                let store = hdfs_native_object_store::HdfsObjectStoreBuilder::new()
+                    .with_url(base)
+                    .build()?;
+                Ok(Arc::new(store))
+            }
+            "s3" | "s3a" => {
+                let bucket = url.host_str().unwrap_or_default();
+                let store = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()?;
+                Ok(Arc::new(store))
+            }
+            other => Err(object_store::Error::Generic {
+                store: "ebroker",
+                source: format!(
+                    "unsupported URL scheme `{other}` in {url}; use file://, hdfs://, viewfs:// or s3://"
+                )
+                .into(),
+            }),
+        }
+    }
+}
+
+impl ObjectStoreRegistry for StoreRegistry {
+    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+        self.stores.lock().expect("store registry lock").insert(Self::key(url), store)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        let key = Self::key(url);
+        let mut stores = self.stores.lock().expect("store registry lock");
+        if let Some(store) = stores.get(&key) {
+            return Ok(Arc::clone(store));
+        }
+        let store = Self::build(url)?;
+        stores.insert(key, Arc::clone(&store));
+        Ok(store)
+    }
+}
+
+/// Turns a path or URL into an absolute URL that ends with `/` (a directory).
+pub fn resolve_root(root: &str) -> Result<Url> {
+    let url = if root.contains("://") {
+        Url::parse(root).map_err(|e| {
+            Error::Config(format!("warehouse.root = {root:?} is not a valid URL ({e}); write e.g. file:///data/warehouse"))
+        })?
+    } else {
+        let path = Path::new(root);
+        let absolute = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir().map_err(Error::io(path))?.join(path)
+        };
+        std::fs::create_dir_all(&absolute).map_err(Error::io(&absolute))?;
+        let canonical = absolute.canonicalize().map_err(Error::io(&absolute))?;
+        Url::from_directory_path(&canonical)
+            .map_err(|_| Error::Config(format!("warehouse.root = {root:?} cannot be turned into a file URL")))?
+    };
+    Ok(with_trailing_slash(url))
+}
+
+fn with_trailing_slash(mut url: Url) -> Url {
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url
+}
+
+/// The warehouse: a root URL and the store behind it.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    root: Url,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl Warehouse {
+    /// Opens the warehouse at `root` (path or URL) through `registry`.
+    pub fn open(root: &str, registry: &dyn ObjectStoreRegistry) -> Result<Warehouse> {
+        let root = resolve_root(root)?;
+        let store = registry
+            .get_store(&root)
+            .map_err(|e| Error::Config(format!("no object store for {root}: {e}")))?;
+        Ok(Warehouse { root, store })
+    }
+
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The URL of `relative` (a `/`-separated path below the root).
+    pub fn url(&self, relative: &str) -> Url {
+        self.root.join(relative).expect("relative warehouse path is a valid URL")
+    }
+
+    /// The object-store path of `relative`.
+    pub fn path(&self, relative: &str) -> StorePath {
+        let url = self.url(relative);
+        StorePath::from_url_path(url.path()).expect("warehouse URL path is a valid object path")
+    }
+
+    /// The local directory of `relative`, when the warehouse is on the local filesystem.
+    pub fn local_dir(&self, relative: &str) -> Option<PathBuf> {
+        (self.root.scheme() == "file").then(|| self.url(relative).to_file_path().ok()).flatten()
+    }
+
+    /// `zone/table/processing_date=D/`: where readers look for one day of a table.
+    pub fn partition(zone: Zone, table: &str, date: &str) -> String {
+        format!("{}/{table}/processing_date={date}/", zone.dir())
+    }
+
+    /// `_staging/<stage>/<date>/<part>/<table>/`: where a stage writes before it commits
+    /// (`part` is a zone's directory, or a stage-private name such as `parsed`).
+    pub fn staging(stage: &str, date: &str, part: &str, table: &str) -> String {
+        format!("_staging/{stage}/{date}/{part}/{table}/")
+    }
+
+    /// `_runs/<date>/<file>`: run state, data-quality reports, offset manifests.
+    pub fn run_file(date: &str, file: &str) -> String {
+        format!("_runs/{date}/{file}")
+    }
+
+    /// Deletes everything under `relative` (used to clear a stage's leftover staging).
+    pub async fn remove_all(&self, relative: &str) -> Result<()> {
+        if let Some(dir) = self.local_dir(relative) {
+            return match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(dir)(e)),
+                _ => Ok(()),
+            };
+        }
+        let prefix = self.path(relative);
+        let files: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(Error::storage(self.url(relative).to_string()))?;
+        for file in files {
+            self.store.delete(&file).await.map_err(Error::storage(file.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Lists the files under `relative`, sorted.
+    pub async fn list_files(&self, relative: &str) -> Result<Vec<StorePath>> {
+        let prefix = self.path(relative);
+        let mut files: Vec<StorePath> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(Error::storage(self.url(relative).to_string()))?;
+        files.sort();
+        Ok(files)
+    }
+
+    /// Makes the staged directory `staged` visible as `target` in one step, replacing what
+    /// was there. On the local filesystem this is an atomic directory exchange
+    /// (`renameat2(RENAME_EXCHANGE)`); on object stores each file is renamed and the target
+    /// gets a `_SUCCESS` marker last, which readers of those stores honour.
+    pub async fn commit(&self, staged: &str, target: &str) -> Result<()> {
+        if let (Some(from), Some(to)) = (self.local_dir(staged), self.local_dir(target)) {
+            return commit_local(&from, &to);
+        }
+        self.remove_all(target).await?;
+        let from_prefix = self.path(staged);
+        for file in self.list_files(staged).await? {
+            let relative: Vec<_> = file.prefix_match(&from_prefix).into_iter().flatten().collect();
+            let mut dest = self.path(target);
+            for part in relative {
+                dest = dest.child(part);
+            }
+            self.store.rename(&file, &dest).await.map_err(Error::storage(file.to_string()))?;
+        }
+        let marker = self.path(target).child("_SUCCESS");
+        self.store
+            .put(&marker, object_store::PutPayload::new())
+            .await
+            .map_err(Error::storage(marker.to_string()))?;
+        Ok(())
+    }
+
+    /// Writes `value` as pretty JSON at `relative` (atomically on every store).
+    pub async fn write_json<T: serde::Serialize>(&self, relative: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json { path: relative.into(), source })?;
+        let path = self.path(relative);
+        self.store.put(&path, bytes.into()).await.map_err(Error::storage(self.url(relative).to_string()))?;
+        Ok(())
+    }
+
+    /// Reads JSON at `relative`; `None` when the file does not exist.
+    pub async fn read_json<T: serde::de::DeserializeOwned>(&self, relative: &str) -> Result<Option<T>> {
+        let path = self.path(relative);
+        match self.store.get(&path).await {
+            Ok(result) => {
+                let bytes = result.bytes().await.map_err(Error::storage(self.url(relative).to_string()))?;
+                let value = serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: relative.into(), source })?;
+                Ok(Some(value))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(self.url(relative).to_string())(e)),
+        }
+    }
+}
+
+/// Swaps `from` into place at `to` atomically, then deletes the old contents.
+fn commit_local(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
+    }
+    if !to.exists() {
+        return std::fs::rename(from, to).map_err(Error::io(to));
+    }
+    exchange(from, to)?;
+    std::fs::remove_dir_all(from).map_err(Error::io(from))
+}
+
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let ca = CString::new(a.as_os_str().as_bytes()).map_err(|e| Error::io(a)(e.into()))?;
+    let cb = CString::new(b.as_os_str().as_bytes()).map_err(|e| Error::io(b)(e.into()))?;
+    // SAFETY: both arguments are valid NUL-terminated paths that live across the call.
+    let rc = unsafe {
+        libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::io(b)(std::io::Error::last_os_error()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commit_replaces_a_directory_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = StoreRegistry::new();
+        let wh = Warehouse::open(dir.path().to_str().unwrap(), &registry).unwrap();
+        for (sub, content) in [("_staging/a/", "old"), ("_staging/b/", "new")] {
+            let d = wh.local_dir(sub).unwrap();
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("part-0"), content).unwrap();
+        }
+        wh.commit("_staging/a/", "cleaned/t/processing_date=2024-01-01/").await.unwrap();
+        wh.commit("_staging/b/", "cleaned/t/processing_date=2024-01-01/").await.unwrap();
+        let target = wh.local_dir("cleaned/t/processing_date=2024-01-01/").unwrap();
+        assert_eq!(std::fs::read_to_string(target.join("part-0")).unwrap(), "new");
+        assert!(!wh.local_dir("_staging/b/").unwrap().exists());
+    }
+
+    #[tokio::test]
+    async fn hdfs_urls_resolve_to_a_client_that_reaches_for_the_namenode() {
+        let registry = StoreRegistry::new();
+        let url = Url::parse("hdfs://127.0.0.1:1/warehouse/").unwrap();
+        let store = registry.get_store(&url).expect("hdfs store builds without a server");
+        let err = store.head(&StorePath::from("warehouse/x")).await.unwrap_err().to_string();
+        assert!(!err.is_empty());
+        let again = registry.get_store(&url).unwrap();
+        assert!(Arc::ptr_eq(&store, &again), "stores are cached per authority");
+    }
+
+    #[test]
+    fn unknown_schemes_name_the_fix() {
+        let err = StoreRegistry::new().get_store(&Url::parse("ftp://x/").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("ftp") && err.contains("hdfs://"), "{err}");
+    }
+}

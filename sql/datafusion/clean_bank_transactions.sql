@@ -1,0 +1,66 @@
+-- Cleaning of bank_transactions: deduplicate like every table (clean_dedup.sql), then add
+-- amount_rub (SPEC §4): the amount in roubles at the <CURRENCY>/RUB rate in force on the
+-- transaction date — the pair's rate with the latest rate_date on or before that date,
+-- compared as calendar dates (ties: the larger rate_id); if there is none, the pair's
+-- earliest rate; RUB = 1; a currency with no rate at all leaves amount_rub NULL.
+--
+-- Tables: parsed (typed transactions with _arrival), rates (this run's cleaned currency_rates).
+WITH latest AS (
+    SELECT transaction_id, client_id, transaction_date, amount, currency, transaction_type, channel
+    FROM (
+        SELECT *,
+               ROW_NUMBER() OVER (PARTITION BY transaction_id
+                                  ORDER BY transaction_date DESC, _arrival DESC) AS dedup_rank
+        FROM parsed
+    ) ranked
+    WHERE dedup_rank = 1
+),
+-- The rate that closes each calendar day, per pair.
+day_close AS (
+    SELECT currency_pair, rate_day, rate_value
+    FROM (
+        SELECT currency_pair, CAST(rate_date AS DATE) AS rate_day, rate_value,
+               ROW_NUMBER() OVER (PARTITION BY currency_pair, CAST(rate_date AS DATE)
+                                  ORDER BY rate_date DESC, rate_id DESC) AS r
+        FROM rates
+        WHERE currency_pair IS NOT NULL
+    ) d
+    WHERE r = 1
+),
+earliest AS (
+    SELECT currency_pair, rate_value
+    FROM (
+        SELECT currency_pair, rate_value,
+               ROW_NUMBER() OVER (PARTITION BY currency_pair ORDER BY rate_date ASC, rate_id DESC) AS r
+        FROM rates
+        WHERE currency_pair IS NOT NULL
+    ) e
+    WHERE r = 1
+),
+-- Few distinct (currency, day) pairs: the as-of lookup runs on them, not on every row.
+transaction_days AS (
+    SELECT DISTINCT currency, transaction_date
+    FROM latest
+    WHERE currency IS NOT NULL AND currency <> 'RUB'
+),
+as_of AS (
+    SELECT currency, transaction_date, rate_value
+    FROM (
+        SELECT t.currency, t.transaction_date, d.rate_value,
+               ROW_NUMBER() OVER (PARTITION BY t.currency, t.transaction_date
+                                  ORDER BY d.rate_day DESC) AS r
+        FROM transaction_days t
+        JOIN day_close d
+          ON d.currency_pair = t.currency || '/RUB' AND d.rate_day <= t.transaction_date
+    ) a
+    WHERE r = 1
+)
+SELECT l.transaction_id, l.client_id, l.transaction_date, l.amount, l.currency,
+       l.transaction_type, l.channel,
+       CASE WHEN l.currency = 'RUB' THEN l.amount
+            ELSE round(l.amount * COALESCE(a.rate_value, e.rate_value), 2)
+       END AS amount_rub
+FROM latest l
+LEFT JOIN as_of a ON a.currency = l.currency AND a.transaction_date = l.transaction_date
+LEFT JOIN earliest e ON e.currency_pair = l.currency || '/RUB'
+ORDER BY l.transaction_id
