@@ -1,1 +1,146 @@
-//! x
+//! Shared fixtures of the integration tests: a throw-away warehouse with an in-process
+//! engine, hand-made source files, and query helpers that turn results into strings.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use ebroker::config::Config;
+use ebroker::engine::Engine;
+use ebroker::sql::SqlLibrary;
+use ebroker::storage::Warehouse;
+
+/// A warehouse in a temporary directory, with the engine and SQL to run jobs against it.
+pub struct TestWarehouse {
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    pub engine: Engine,
+    pub warehouse: Warehouse,
+    pub sql: SqlLibrary,
+}
+
+impl TestWarehouse {
+    pub fn new() -> Self {
+        Self::with_sql_dir(None)
+    }
+
+    /// A warehouse whose SQL files are overridden from `sql_dir`.
+    pub fn with_sql_dir(sql_dir: Option<PathBuf>) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let root = dir.path().join("warehouse");
+        let overrides = vec![
+            ("warehouse.root".to_string(), format!("{:?}", root.display().to_string())),
+            ("engine.spill_dir".to_string(), format!("{:?}", dir.path().join("spill").display().to_string())),
+        ];
+        let config = Config::load_from(None, &[], &overrides).expect("test configuration loads");
+        let engine = Engine::in_process(&config).expect("engine starts");
+        let warehouse = Warehouse::open(&config.warehouse.root, engine.registry().as_ref()).expect("warehouse opens");
+        TestWarehouse { dir, config, engine, warehouse, sql: SqlLibrary::new(sql_dir) }
+    }
+
+    /// A directory for source files.
+    pub fn input_dir(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// Runs `sql` and returns each row as strings (NULL as "NULL").
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        let batches = self.engine.collect(sql, "test query").await.expect("test query runs");
+        to_strings(&batches)
+    }
+
+    /// Runs `sql` whose first column is a key and returns key -> the rest of the row.
+    pub async fn keyed(&self, sql: &str) -> BTreeMap<String, Vec<String>> {
+        self.rows(sql).await.into_iter().map(|mut r| (r.remove(0), r)).collect()
+    }
+}
+
+impl Default for TestWarehouse {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Formats batches as rows of strings.
+pub fn to_strings(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
+        for i in 0..batch.num_rows() {
+            rows.push(formatters.iter().map(|f| f.value(i).to_string()).collect());
+        }
+    }
+    rows
+}
+
+/// Hand-made source files: lines (without header) per table, written as the seven CSVs.
+#[derive(Default)]
+pub struct Sources {
+    lines: BTreeMap<&'static str, Vec<String>>,
+}
+
+impl Sources {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a raw CSV line to `table`.
+    pub fn line(&mut self, table: &'static str, line: impl Into<String>) -> &mut Self {
+        self.lines.entry(table).or_default().push(line.into());
+        self
+    }
+
+    /// A clean client registered on 2020-01-01.
+    pub fn client(&mut self, id: &str) -> &mut Self {
+        self.line("clients", format!("{id},Иванов Иван Иванович,79160000000,i@mail.ru,1980-01-01,2020-01-01,Москва,Basic,Active"))
+    }
+
+    /// A rouble transaction of `amount` on 2024-05-01.
+    pub fn transaction(&mut self, client: &str, amount: &str) -> &mut Self {
+        let n = self.count("bank_transactions");
+        self.line("bank_transactions", format!("TXN_{client}_{n},{client},2024-05-01,{amount},RUB,Debit,ATM"))
+    }
+
+    pub fn logins(&mut self, client: &str, n: usize) -> &mut Self {
+        for _ in 0..n {
+            let k = self.count("client_logins");
+            self.line("client_logins", format!("LOGIN_{client}_{k},{client},2024-05-01 10:00:00,10.0.0.1,Desktop,Chrome,True"));
+        }
+        self
+    }
+
+    pub fn activities(&mut self, client: &str, n: usize) -> &mut Self {
+        for _ in 0..n {
+            let k = self.count("client_activities");
+            self.line("client_activities", format!("ACT_{client}_{k},{client},2024-05-01,Login,5,2"));
+        }
+        self
+    }
+
+    /// A position worth `quantity * price`.
+    pub fn position(&mut self, client: &str, quantity: u32, price: &str) -> &mut Self {
+        let k = self.count("securities_portfolios");
+        self.line("securities_portfolios", format!("PORT_{client}_{k},{client},Stock,Газпром ао,{quantity},{price},{price},2024-01-01"))
+    }
+
+    fn count(&self, table: &str) -> usize {
+        self.lines.get(table).map_or(0, Vec::len)
+    }
+
+    /// Writes the seven CSV files (with headers) into `dir`.
+    pub fn write(&self, dir: &Path) {
+        for table in ebroker::schema::TABLES {
+            let mut text = table.header();
+            text.push('\n');
+            for line in self.lines.get(table.name).into_iter().flatten() {
+                text.push_str(line);
+                text.push('\n');
+            }
+            std::fs::write(dir.join(table.file_name()), text).unwrap();
+        }
+    }
+}

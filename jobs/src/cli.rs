@@ -206,7 +206,13 @@ pub async fn execute(cli: Cli) -> Result<()> {
             for f in &report.files {
                 println!("{:<24} {:>10} rows {:>12} bytes  {}", f.table, f.rows, f.bytes, f.path.display());
             }
-            println!("generated {} rows in {:.2} s ({:.0} rows/s)", report.rows(), secs, report.rows() as f64 / secs);
+            println!(
+                "generated {} rows in {:.2} s ({:.0} rows/s), peak RSS {}",
+                report.rows(),
+                secs,
+                report.rows() as f64 / secs,
+                crate::resources::peak_rss_text()
+            );
             Ok(())
         }
         Command::Clean(args) => {
@@ -216,7 +222,14 @@ pub async fn execute(cli: Cli) -> Result<()> {
             let report = crate::clean::clean_csv_dir(&engine, &warehouse, &sql, &args.input, &date).await?;
             print!("{}", report.render());
             let secs = started.elapsed().as_secs_f64().max(1e-9);
-            println!("cleaned {} rows in {:.2} s ({:.0} rows/s) into {}", report.rows_read(), secs, report.rows_read() as f64 / secs, warehouse.root());
+            println!(
+                "cleaned {} rows in {:.2} s ({:.0} rows/s), peak RSS {}, into {}",
+                report.rows_read(),
+                secs,
+                report.rows_read() as f64 / secs,
+                crate::resources::peak_rss_text(),
+                warehouse.root()
+            );
             Ok(())
         }
         Command::Segment(args) => {
@@ -257,7 +270,12 @@ pub async fn execute(cli: Cli) -> Result<()> {
                 print!("{}", state.render());
             }
             result?;
-            println!("done in {:.2} s; warehouse: {}", started.elapsed().as_secs_f64(), warehouse.root());
+            println!(
+                "done in {:.2} s, peak RSS {}; warehouse: {}",
+                started.elapsed().as_secs_f64(),
+                crate::resources::peak_rss_text(),
+                warehouse.root()
+            );
             Ok(())
         }
     }

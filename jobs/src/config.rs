@@ -40,8 +40,6 @@ pub struct WarehouseConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
-    /// Empty for in-process, or `df://host:port` of a Ballista scheduler.
-    pub cluster: String,
     /// Partitions per query; 0 = number of CPU cores.
     pub target_partitions: usize,
     /// Memory budget of the query engine, with a unit (`512MiB`, `2GiB`).
@@ -119,12 +117,6 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         if self.warehouse.root.trim().is_empty() {
             return Err(Error::Config("warehouse.root is empty; set it to a path or URL such as ./warehouse".into()));
-        }
-        let cluster = &self.engine.cluster;
-        if !cluster.is_empty() && !cluster.starts_with("df://") {
-            return Err(Error::Config(format!(
-                "engine.cluster = {cluster:?} is not a Ballista URL; use df://host:50050, or leave it empty to run in-process"
-            )));
         }
         self.memory_limit_bytes()?;
         if self.engine.batch_size == 0 {
@@ -280,8 +272,9 @@ mod tests {
         let flags = vec![("engine.memory_limit".to_string(), "lots".to_string())];
         let err = Config::load_from(None, &[], &flags).unwrap_err().to_string();
         assert!(err.contains("\"lots\"") && err.contains("2GiB"), "{err}");
-        let flags = vec![("engine.cluster".to_string(), "http://x".to_string())];
-        assert!(Config::load_from(None, &[], &flags).is_err());
+        let flags = vec![("generate.dirty".to_string(), "1.5".to_string())];
+        let err = Config::load_from(None, &[], &flags).unwrap_err().to_string();
+        assert!(err.contains("1.5"), "{err}");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //!
 //! Infrastructure: [`config`] (layered settings), [`storage`] (warehouse URLs, object stores,
 //! atomic commits), [`engine`] (the DataFusion session), [`sql`] (SQL files),
-//! [`functions`] (SQL functions), [`progress`], [`error`].
+//! [`functions`] (SQL functions), [`progress`], [`resources`], [`error`].
 
 pub mod analytics;
 pub mod clean;
@@ -25,6 +25,7 @@ pub mod marts;
 pub mod offers;
 pub mod pipeline;
 pub mod progress;
+pub mod resources;
 pub mod schema;
 pub mod segment;
 pub mod sql;

@@ -1,1 +1,6 @@
+//! The integration test binary: SQL rules on hand-made data, the end-to-end DAG on generated
+//! dirty data, and (in later modules) the real services on 127.0.0.1.
 
+mod cleaning;
+mod pipeline;
+mod rules;
