@@ -11,7 +11,7 @@ use datafusion::execution::object_store::ObjectStoreRegistry;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -233,11 +233,11 @@ impl Warehouse {
             let relative: Vec<_> = file.prefix_match(&from_prefix).into_iter().flatten().collect();
             let mut dest = self.path(target);
             for part in relative {
-                dest = dest.child(part);
+                dest = dest.join(part);
             }
             self.store.rename(&file, &dest).await.map_err(Error::storage(file.to_string()))?;
         }
-        let marker = self.path(target).child("_SUCCESS");
+        let marker = self.path(target).join("_SUCCESS");
         self.store
             .put(&marker, object_store::PutPayload::new())
             .await

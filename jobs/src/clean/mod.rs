@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::async_writer::{AsyncArrowWriter, ParquetObjectWriter};
+use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
+use object_store::buffered::BufWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use indicatif::ProgressBar;
@@ -201,8 +202,8 @@ fn staging_writer(
     relative: &str,
     schema: datafusion::arrow::datatypes::SchemaRef,
     compression: Compression,
-) -> Result<AsyncArrowWriter<ParquetObjectWriter>> {
-    let writer = ParquetObjectWriter::new(Arc::clone(warehouse.store()), warehouse.path(relative));
+) -> Result<AsyncArrowWriter<BufWriter>> {
+    let writer = BufWriter::new(Arc::clone(warehouse.store()), warehouse.path(relative));
     let props = WriterProperties::builder().set_compression(compression).build();
     AsyncArrowWriter::try_new(writer, schema, Some(props)).map_err(parquet_error(relative))
 }

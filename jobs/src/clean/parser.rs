@@ -41,7 +41,6 @@ impl ParseCounts {
 
 /// One parsed field value.
 enum Value<'a> {
-    Null,
     Text(Cow<'a, str>),
     Date(i32),
     Timestamp(i64),

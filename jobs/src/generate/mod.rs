@@ -346,7 +346,8 @@ impl<'a> RowWriter<'a> {
         };
         self.text(segment);
         self.sep();
-        self.text(if self.random.chance(0.85) { "Active" } else { "Inactive" });
+        let status = if self.random.chance(0.85) { "Active" } else { "Inactive" };
+        self.text(status);
     }
 
     fn transaction(&mut self, i: u64) {
@@ -384,7 +385,8 @@ impl<'a> RowWriter<'a> {
         self.sep();
         self.pick(&["Chrome", "Firefox", "Safari", "Edge"]);
         self.sep();
-        self.text(if self.random.chance(0.9) { "True" } else { "False" });
+        let success = if self.random.chance(0.9) { "True" } else { "False" };
+        self.text(success);
     }
 
     fn activity(&mut self, i: u64) {
