@@ -45,6 +45,9 @@ pub fn runtime_env(config: &Config, registry: Arc<StoreRegistry>) -> Result<Arc<
         .with_memory_limit(config.memory_limit_bytes()?, 1.0)
         .with_disk_manager_builder(disk)
         .with_object_store_registry(registry)
+        // Jobs replace whole directories between queries: a cached listing would point at
+        // files a commit has just removed.
+        .with_object_list_cache_limit(0)
         .build_arc()
         .map_err(Error::engine("building the runtime environment"))
 }

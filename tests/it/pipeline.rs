@@ -33,7 +33,7 @@ async fn twenty_thousand_dirty_clients_reconcile_end_to_end() {
         ebroker::marts::register_mart(&wh.engine, &wh.warehouse, mart, date).await.unwrap();
     }
     let one_per_client = wh
-        .rows("SELECT (SELECT count(*) FROM clients), (SELECT count(*) FROM client_segmentation), (SELECT count(DISTINCT client_id) FROM client_segmentation)")
+        .rows("SELECT (SELECT count(*) FROM clients) AS a, (SELECT count(*) FROM client_segmentation) AS b, (SELECT count(DISTINCT client_id) FROM client_segmentation) AS c")
         .await;
     assert_eq!(one_per_client[0][0], one_per_client[0][1]);
     assert_eq!(one_per_client[0][0], one_per_client[0][2]);
@@ -46,9 +46,9 @@ async fn twenty_thousand_dirty_clients_reconcile_end_to_end() {
     assert_eq!(wh.rows("SELECT count(*) FROM targeted_offers").await[0][0], (one_per_client[0][0].parse::<u64>().unwrap() * 3).to_string());
     let reconcile = wh
         .rows(
-            "SELECT (SELECT sum(clients_count) FROM marketing_analytics_daily), (SELECT count(*) FROM marketing_clients), \
-                    (SELECT round(sum(total_revenue), 2) FROM marketing_analytics_daily), (SELECT round(sum(total_value), 2) FROM marketing_clients), \
-                    (SELECT sum(active_clients) FROM marketing_analytics_daily), (SELECT count(*) FROM marketing_clients WHERE status = 'Active')",
+            "SELECT (SELECT sum(clients_count) FROM marketing_analytics_daily) AS a, (SELECT count(*) FROM marketing_clients) AS b, \
+                    (SELECT round(sum(total_revenue), 2) FROM marketing_analytics_daily) AS c, (SELECT round(sum(total_value), 2) FROM marketing_clients) AS d, \
+                    (SELECT sum(active_clients) FROM marketing_analytics_daily) AS e, (SELECT count(*) FROM marketing_clients WHERE status = 'Active') AS f",
         )
         .await;
     let r = &reconcile[0];

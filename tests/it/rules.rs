@@ -12,6 +12,7 @@ async fn run(sources: &Sources, wh: &TestWarehouse) {
     clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE).await.unwrap();
     ebroker::segment::segment(&wh.engine, &wh.warehouse, &wh.sql, DATE).await.unwrap();
     ebroker::offers::offers(&wh.engine, &wh.warehouse, &wh.sql, DATE).await.unwrap();
+    ebroker::marts::register_mart(&wh.engine, &wh.warehouse, "targeted_offers", DATE).await.unwrap();
 }
 
 /// client -> [segment, portfolio_segment, transaction_segment, combined_segment]
@@ -61,7 +62,7 @@ async fn segment_thresholds_at_their_edges() {
     expect("T100000", "Premium", "Basic", "Premium");
     expect("T200000L4", "Premium", "Basic", "VIP");
     expect("T200000L5", "VIP", "Basic", "VIP");
-    expect("P499999", "Premium", "Premium", "Basic");
+    expect("P499999", "Basic", "Premium", "Basic");
     expect("P500000", "VIP", "VIP", "Basic");
     expect("L9A20", "Basic", "Basic", "Basic");
     expect("L10A19", "Basic", "Basic", "Basic");
