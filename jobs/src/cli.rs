@@ -49,6 +49,9 @@ pub struct GlobalArgs {
     /// Override any configuration key, e.g. --set engine.memory_limit=2GiB (repeatable).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub set: Vec<(String, String)>,
+    /// Run queries on this Ballista scheduler (df://host:50050) instead of in-process.
+    #[arg(long, global = true, value_name = "URL", env = "EBROKER_CLUSTER__URL")]
+    pub cluster: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -85,6 +88,9 @@ pub enum Command {
     ///
     /// With no arguments it generates 5,000 dirty clients for today and fills ./warehouse.
     Run(RunArgs),
+    /// Jobs on the Ballista scheduler (`--cluster` or cluster.url): list, status, cancel.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
     /// Show or check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -157,6 +163,18 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Every job the scheduler knows, with status and progress.
+    List,
+    /// One job with its stages (JSON).
+    Status { id: String },
+    /// Cancel a running job.
+    Cancel { id: String },
+    /// Print the scheduler's Prometheus metrics.
+    Metrics,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the effective configuration (secrets masked).
     Show,
@@ -177,6 +195,9 @@ fn today() -> NaiveDate {
 /// Loads the configuration the flags describe.
 pub fn load_config(global: &GlobalArgs) -> Result<Config> {
     let mut overrides = global.set.clone();
+    if let Some(url) = &global.cluster {
+        overrides.push(("cluster.url".into(), format!("{url:?}")));
+    }
     if let Some(root) = &global.warehouse {
         overrides.push(("warehouse.root".into(), format!("{root:?}")));
     }
@@ -189,6 +210,25 @@ pub async fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Config(ConfigCommand::Show) => {
             print!("{}", config.to_masked_toml());
+            Ok(())
+        }
+        Command::Jobs(command) => {
+            let base = config.cluster.rest_base().ok_or_else(|| {
+                Error::Usage("`ebroker jobs` needs a scheduler: pass --cluster df://host:50050 or set cluster.url".into())
+            })?;
+            let api = crate::operator::SchedulerApi::new(base);
+            match command {
+                JobsCommand::List => print!("{}", crate::operator::render_jobs(&api.jobs().await?)),
+                JobsCommand::Status { id } => {
+                    let (job, stages) = api.job(&id).await?;
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "job": job, "stages": stages })).unwrap_or_default());
+                }
+                JobsCommand::Cancel { id } => {
+                    api.cancel(&id).await?;
+                    println!("cancel requested for job {id}");
+                }
+                JobsCommand::Metrics => print!("{}", api.metrics().await?),
+            }
             Ok(())
         }
         Command::Generate(args) => {
@@ -217,7 +257,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
         }
         Command::Clean(args) => {
             let date = args.date.unwrap_or_else(today).to_string();
-            let (engine, warehouse, sql) = open(&config)?;
+            let (engine, warehouse, sql) = open(&config).await?;
             let started = std::time::Instant::now();
             let report = crate::clean::clean_csv_dir(&engine, &warehouse, &sql, &args.input, &date).await?;
             print!("{}", report.render());
@@ -234,27 +274,27 @@ pub async fn execute(cli: Cli) -> Result<()> {
         }
         Command::Segment(args) => {
             let date = date_or_today(&args);
-            let (engine, warehouse, sql) = open(&config)?;
+            let (engine, warehouse, sql) = open(&config).await?;
             let clients = crate::segment::segment(&engine, &warehouse, &sql, &date).await?;
             println!("client_segmentation {date}: {clients} clients");
             Ok(())
         }
         Command::Offers(args) => {
             let date = date_or_today(&args);
-            let (engine, warehouse, sql) = open(&config)?;
+            let (engine, warehouse, sql) = open(&config).await?;
             let count = crate::offers::offers(&engine, &warehouse, &sql, &date).await?;
             println!("marketing_clients {date}: {} clients; targeted_offers: {} offers", count.clients, count.offers);
             Ok(())
         }
         Command::Analytics(args) => {
             let date = date_or_today(&args.date);
-            let (engine, warehouse, sql) = open(&config)?;
+            let (engine, warehouse, sql) = open(&config).await?;
             let report = crate::analytics::analytics(&engine, &warehouse, &sql, &date).await?;
             print!("{}", report.render(args.format)?);
             Ok(())
         }
         Command::Run(args) => {
-            let (engine, warehouse, sql) = open(&config)?;
+            let (engine, warehouse, sql) = open(&config).await?;
             let options = RunOptions {
                 date: args.date.date.unwrap_or_else(today),
                 input: args.input,
@@ -286,8 +326,8 @@ fn date_or_today(args: &DateArgs) -> String {
 }
 
 /// The engine, warehouse and SQL library a job needs.
-fn open(config: &Config) -> Result<(Engine, Warehouse, SqlLibrary)> {
-    let engine = Engine::in_process(config)?;
+async fn open(config: &Config) -> Result<(Engine, Warehouse, SqlLibrary)> {
+    let engine = Engine::connect(config).await?;
     let warehouse = Warehouse::open(&config.warehouse.root, engine.registry().as_ref())?;
     Ok((engine, warehouse, SqlLibrary::new(sql_dir(config))))
 }

@@ -23,6 +23,7 @@ pub const ENV_PREFIX: &str = "EBROKER_";
 pub struct Config {
     pub warehouse: WarehouseConfig,
     pub engine: EngineConfig,
+    pub cluster: ClusterConfig,
     pub generate: GenerateConfig,
     pub run: RunConfig,
     pub sql: SqlConfig,
@@ -48,6 +49,23 @@ pub struct EngineConfig {
     pub spill_dir: String,
     /// Rows per record batch.
     pub batch_size: usize,
+}
+
+/// Where queries run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Empty for in-process, or `df://host:port` of a Ballista scheduler.
+    pub url: String,
+    /// Upper bound on one cluster query, in seconds; 0 = none.
+    pub query_timeout_secs: u64,
+}
+
+impl ClusterConfig {
+    /// The scheduler's REST API base (`http://host:port`), when a cluster is configured.
+    pub fn rest_base(&self) -> Option<String> {
+        self.url.strip_prefix("df://").map(|hostport| format!("http://{}", hostport.trim_end_matches('/')))
+    }
 }
 
 /// Defaults of the synthetic generator.
@@ -98,7 +116,9 @@ impl Config {
             merge(&mut merged, layer);
         }
         for (name, value) in env {
-            if let Some(key) = name.strip_prefix(ENV_PREFIX) {
+            // Only EBROKER_<SECTION>__<KEY> names are settings; other EBROKER_* variables
+            // belong to scripts and tests.
+            if let Some(key) = name.strip_prefix(ENV_PREFIX).filter(|k| k.contains("__")) {
                 let dotted = key.to_ascii_lowercase().replacen("__", ".", 1);
                 set_dotted(&mut merged, &dotted, value, &format!("environment variable {name}"))?;
             }
@@ -117,6 +137,13 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         if self.warehouse.root.trim().is_empty() {
             return Err(Error::Config("warehouse.root is empty; set it to a path or URL such as ./warehouse".into()));
+        }
+        let cluster = &self.cluster.url;
+        let valid_url = cluster.strip_prefix("df://").is_some_and(|rest| rest.contains(':') && !rest.contains('/'));
+        if !cluster.is_empty() && !valid_url {
+            return Err(Error::Config(format!(
+                "cluster.url = {cluster:?} is not a Ballista scheduler URL; use df://host:50050, or leave it empty to run in-process"
+            )));
         }
         self.memory_limit_bytes()?;
         if self.engine.batch_size == 0 {
@@ -272,6 +299,9 @@ mod tests {
         let flags = vec![("engine.memory_limit".to_string(), "lots".to_string())];
         let err = Config::load_from(None, &[], &flags).unwrap_err().to_string();
         assert!(err.contains("\"lots\"") && err.contains("2GiB"), "{err}");
+        let flags = vec![("cluster.url".to_string(), "http://x:1".to_string())];
+        let err = Config::load_from(None, &[], &flags).unwrap_err().to_string();
+        assert!(err.contains("df://host:50050"), "{err}");
         let flags = vec![("generate.dirty".to_string(), "1.5".to_string())];
         let err = Config::load_from(None, &[], &flags).unwrap_err().to_string();
         assert!(err.contains("1.5"), "{err}");

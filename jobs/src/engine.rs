@@ -23,9 +23,14 @@ use crate::storage::StoreRegistry;
 /// Compression of every Parquet file ebroker publishes.
 pub const PARQUET_COMPRESSION: &str = "zstd(3)";
 
-/// The DataFusion session options ebroker runs with (also installed on cluster nodes).
+/// The DataFusion session options ebroker runs with, in-process.
 pub fn session_config(config: &Config) -> SessionConfig {
-    let mut session = SessionConfig::new()
+    apply_session_options(SessionConfig::new(), config)
+}
+
+/// Applies ebroker's options to `session` (in-process, or Ballista's on a cluster).
+pub fn apply_session_options(session: SessionConfig, config: &Config) -> SessionConfig {
+    let mut session = session
         .with_target_partitions(config.target_partitions())
         .with_batch_size(config.engine.batch_size)
         .with_information_schema(true);
@@ -57,6 +62,8 @@ pub fn runtime_env(config: &Config, registry: Arc<StoreRegistry>) -> Result<Arc<
 pub struct Engine {
     ctx: SessionContext,
     registry: Arc<StoreRegistry>,
+    /// Upper bound on one query when it runs on a cluster.
+    timeout: Option<std::time::Duration>,
 }
 
 impl Engine {
@@ -70,7 +77,35 @@ impl Engine {
             .build();
         let ctx = SessionContext::new_with_state(state);
         functions::register(&ctx);
-        Ok(Engine { ctx, registry })
+        Ok(Engine { ctx, registry, timeout: None })
+    }
+
+    /// The engine the configuration asks for: the Ballista cluster at `cluster.url`, or
+    /// in-process when it is empty.
+    pub async fn connect(config: &Config) -> Result<Engine> {
+        if config.cluster.url.is_empty() {
+            return Self::in_process(config);
+        }
+        let registry = Arc::new(StoreRegistry::new());
+        let ctx = crate::cluster::remote_context(config, Arc::clone(&registry)).await?;
+        let timeout = (config.cluster.query_timeout_secs > 0).then(|| std::time::Duration::from_secs(config.cluster.query_timeout_secs));
+        Ok(Engine { ctx, registry, timeout })
+    }
+
+    /// Runs `work` within the cluster query timeout, if there is one.
+    async fn bounded<T>(&self, what: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        match self.timeout {
+            None => work.await,
+            Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+                Err(Error::Stage {
+                    stage: what.to_string(),
+                    message: format!(
+                        "the cluster did not finish within {} s (are executors alive? see `ebroker jobs list`); raise cluster.query_timeout_secs if the job is just slow",
+                        limit.as_secs()
+                    ),
+                })
+            }),
+        }
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -105,7 +140,8 @@ impl Engine {
 
     /// Runs `sql` and collects the (small) result.
     pub async fn collect(&self, sql: &str, what: &str) -> Result<Vec<RecordBatch>> {
-        self.sql(sql, what).await?.collect().await.map_err(Error::engine(format!("running {what}")))
+        let df = self.sql(sql, what).await?;
+        self.bounded(what, async { df.collect().await.map_err(Error::engine(format!("running {what}"))) }).await
     }
 
     /// Writes `df` as Parquet files into the directory `url`; returns the rows written.
@@ -113,10 +149,12 @@ impl Engine {
         if let Ok(dir) = url.to_file_path() {
             std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         }
-        let batches = df
-            .write_parquet(url.as_str(), DataFrameWriteOptions::new(), None)
-            .await
-            .map_err(Error::engine(format!("writing {what} to {url}")))?;
+        let write = async {
+            df.write_parquet(url.as_str(), DataFrameWriteOptions::new(), None)
+                .await
+                .map_err(Error::engine(format!("writing {what} to {url}")))
+        };
+        let batches = self.bounded(what, write).await?;
         Ok(count_of(&batches))
     }
 }

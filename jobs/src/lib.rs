@@ -7,15 +7,17 @@
 //! - [`clean`] — strict parsing, quarantine, dedup, enrichment -> `cleaned/`.
 //! - [`segment`], [`offers`], [`analytics`] — the marts (SPEC §5, §6, §8), via [`marts`].
 //! - [`pipeline`] — the DAG runner behind `ebroker run`.
+//! - [`operator`] — `ebroker jobs`: the scheduler's jobs, for cluster operators.
 //! - [`cli`] — the `ebroker` command line.
 //!
-//! Infrastructure: [`config`] (layered settings), [`storage`] (warehouse URLs, object stores,
+//! Infrastructure: [`cluster`] (Ballista session, runtime and functions), [`config`] (layered settings), [`storage`] (warehouse URLs, object stores,
 //! atomic commits), [`engine`] (the DataFusion session), [`sql`] (SQL files),
 //! [`functions`] (SQL functions), [`progress`], [`resources`], [`error`].
 
 pub mod analytics;
 pub mod clean;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -23,6 +25,7 @@ pub mod functions;
 pub mod generate;
 pub mod marts;
 pub mod offers;
+pub mod operator;
 pub mod pipeline;
 pub mod progress;
 pub mod resources;

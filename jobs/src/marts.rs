@@ -2,9 +2,15 @@
 //! tables and marts under their plain names, and writing a query's result as a day's
 //! partition through staging and one commit (DESIGN.md, idea 4).
 
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
+use object_store::buffered::BufWriter;
+
 use crate::clean::cleaned_schema;
 use crate::engine::Engine;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::schema::TABLES;
 use crate::storage::{Warehouse, Zone};
 
@@ -34,4 +40,19 @@ pub async fn write_partition(engine: &Engine, warehouse: &Warehouse, stage: &str
     warehouse.commit(&staged, &Warehouse::partition(zone, table, date)).await?;
     tracing::info!(table, date, rows, "published");
     Ok(rows)
+}
+
+/// Publishes `batch` (built in the client, e.g. the day's offer templates) as the partition
+/// `zone/table/processing_date=date/`, through staging and one commit, so that cluster
+/// nodes read it like any other table.
+pub async fn write_batch(warehouse: &Warehouse, stage: &str, zone: Zone, table: &str, date: &str, batch: &RecordBatch) -> Result<()> {
+    let staged = Warehouse::staging(stage, date, zone.dir(), table);
+    warehouse.remove_all(&staged).await?;
+    let file = format!("{staged}part-0.parquet");
+    let parquet_error = |source| Error::Parquet { path: file.clone(), source };
+    let sink = BufWriter::new(Arc::clone(warehouse.store()), warehouse.path(&file));
+    let mut writer = AsyncArrowWriter::try_new(sink, batch.schema(), None).map_err(parquet_error)?;
+    writer.write(batch).await.map_err(parquet_error)?;
+    writer.close().await.map_err(parquet_error)?;
+    warehouse.commit(&staged, &Warehouse::partition(zone, table, date)).await
 }

@@ -9,13 +9,12 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::MemTable;
 use serde::Serialize;
 
 use crate::clean::fields::{parse_int, split_csv_line, trim};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::marts::{register_mart, write_partition};
+use crate::marts::{register_mart, write_batch, write_partition};
 use crate::sql::SqlLibrary;
 use crate::storage::{Warehouse, Zone};
 
@@ -105,19 +104,18 @@ fn template_error(line: usize, message: &str) -> Error {
     Error::Config(format!("{TEMPLATES}{place}: {message}"))
 }
 
-/// Registers the offer templates as table `offer_templates`.
-pub fn register_templates(engine: &Engine, sql: &SqlLibrary) -> Result<()> {
+/// Publishes the checked templates as `marts/offer_templates/processing_date=D/` (a record
+/// of which templates made the day's offers, readable by cluster nodes) and registers them
+/// as table `offer_templates`.
+pub async fn register_templates(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, date: &str) -> Result<()> {
     let batch = load_templates(sql)?;
-    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(Error::engine("loading offer templates"))?;
-    let ctx = engine.context();
-    ctx.deregister_table("offer_templates").map_err(Error::engine("registering offer templates"))?;
-    ctx.register_table("offer_templates", Arc::new(table)).map_err(Error::engine("registering offer templates"))?;
-    Ok(())
+    write_batch(warehouse, STAGE, Zone::Marts, "offer_templates", date, &batch).await?;
+    register_mart(engine, warehouse, "offer_templates", date).await
 }
 
 /// Computes `marketing_clients` and `targeted_offers` for `date` from its segmentation.
 pub async fn offers(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, date: &str) -> Result<OffersCount> {
-    register_templates(engine, sql)?;
+    register_templates(engine, warehouse, sql, date).await?;
     register_mart(engine, warehouse, "client_segmentation", date).await?;
     let params = [("processing_date", date)];
     let clients_sql = sql.render("datafusion/marketing_clients.sql", &params)?;

@@ -32,6 +32,9 @@ use parser::{ParseCounts, RecordParser};
 /// Rows per batch handed from the parser to the Parquet writer.
 const PARSE_BATCH_ROWS: usize = 65_536;
 
+/// Rows per row group of staged files: the writer buffers a whole row group, seven at once.
+const STAGING_ROW_GROUP_ROWS: usize = 131_072;
+
 /// Name of the stage in run state and staging paths.
 pub const STAGE: &str = "clean";
 
@@ -204,7 +207,10 @@ fn staging_writer(
     compression: Compression,
 ) -> Result<AsyncArrowWriter<BufWriter>> {
     let writer = BufWriter::new(Arc::clone(warehouse.store()), warehouse.path(relative));
-    let props = WriterProperties::builder().set_compression(compression).build();
+    let props = WriterProperties::builder()
+        .set_compression(compression)
+        .set_max_row_group_row_count(Some(STAGING_ROW_GROUP_ROWS))
+        .build();
     AsyncArrowWriter::try_new(writer, schema, Some(props)).map_err(parquet_error(relative))
 }
 
