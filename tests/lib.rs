@@ -27,14 +27,27 @@ impl TestWarehouse {
 
     /// A warehouse whose SQL files are overridden from `sql_dir`.
     pub fn with_sql_dir(sql_dir: Option<PathBuf>) -> Self {
+        Self::build(sql_dir, Vec::new())
+    }
+
+    /// A warehouse whose jobs run on the Ballista cluster at `url`.
+    pub async fn on_cluster(url: &str) -> Self {
+        let mut wh = Self::build(None, vec![("cluster.url".into(), format!("{url:?}")), ("cluster.query_timeout_secs".into(), "60".into()), ("run.retries".into(), "0".into())]);
+        wh.engine = Engine::connect(&wh.config).await.expect("cluster engine connects");
+        wh
+    }
+
+    fn build(sql_dir: Option<PathBuf>, extra: Vec<(String, String)>) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let root = dir.path().join("warehouse");
         let overrides = vec![
             ("warehouse.root".to_string(), format!("{:?}", root.display().to_string())),
             ("engine.spill_dir".to_string(), format!("{:?}", dir.path().join("spill").display().to_string())),
         ];
+        let overrides: Vec<_> = overrides.into_iter().chain(extra).collect();
         let config = Config::load_from(None, &[], &overrides).expect("test configuration loads");
         let engine = Engine::in_process(&config).expect("engine starts");
+        // (`on_cluster` replaces this engine with the cluster one.)
         let warehouse = Warehouse::open(&config.warehouse.root, engine.registry().as_ref()).expect("warehouse opens");
         TestWarehouse { dir, config, engine, warehouse, sql: SqlLibrary::new(sql_dir) }
     }
@@ -143,4 +156,15 @@ impl Sources {
             std::fs::write(dir.join(table.file_name()), text).unwrap();
         }
     }
+}
+
+/// A service address the test suite needs, from the environment. Fails loudly when it is
+/// not set: `deploy/local/test.sh` starts the services and sets these variables.
+pub fn service(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run the tests with deploy/local/test.sh, which starts the services"))
+}
+
+/// The repository root (for the deploy/local scripts).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()
 }

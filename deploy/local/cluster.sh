@@ -6,6 +6,8 @@
 #   deploy/local/cluster.sh status   # processes and the scheduler's view of executors
 #   deploy/local/cluster.sh stop     # SIGTERM, then SIGKILL after 10 s
 #
+# Failure detection is tuned for tests and demos: executors heartbeat every 3 s, a silent
+# executor is declared dead after 10 s, and with no executor left running jobs fail after 10 s.
 # Ports: scheduler 50050 (gRPC + REST API + /api/metrics); executor A 50051/50052/50053
 # (flight, gRPC, health); executor B 50061/50062/50063. Use it with
 # `ebroker --cluster df://127.0.0.1:50050 ...`.
@@ -37,14 +39,15 @@ case "${1:-}" in
       cargo build -p ebroker-scheduler -p ebroker-executor
     fi
     mkdir -p "$DIR"
-    start_one scheduler "$BIN/ebroker-scheduler" --bind-host 127.0.0.1 --bind-port "$PORT" --external-host 127.0.0.1
+    start_one scheduler "$BIN/ebroker-scheduler" --bind-host 127.0.0.1 --bind-port "$PORT" --external-host 127.0.0.1 \
+      --executor-timeout-seconds 10 --expire-dead-executor-interval-seconds 2 --no-executors-grace-period-seconds 10
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/api/version" >/dev/null 2>&1 && break; sleep 0.1; done
     start_one exec-a "$BIN/ebroker-executor" --bind-host 127.0.0.1 --external-host 127.0.0.1 \
       --scheduler-host 127.0.0.1 --scheduler-port "$PORT" -p 50051 --bind-grpc-port 50052 --bind-health-port 50053 \
-      -c 2 --id exec-a --work-dir "$DIR/exec-a"
+      -c 2 --id exec-a --work-dir "$DIR/exec-a" --executor-heartbeat-interval-seconds 3
     start_one exec-b "$BIN/ebroker-executor" --bind-host 127.0.0.1 --external-host 127.0.0.1 \
       --scheduler-host 127.0.0.1 --scheduler-port "$PORT" -p 50061 --bind-grpc-port 50062 --bind-health-port 50063 \
-      -c 2 --id exec-b --work-dir "$DIR/exec-b"
+      -c 2 --id exec-b --work-dir "$DIR/exec-b" --executor-heartbeat-interval-seconds 3
     for _ in $(seq 200); do [ "$(executors_registered)" -ge 2 ] && break; sleep 0.1; done
     n="$(executors_registered)"
     if [ "$n" -lt 2 ]; then

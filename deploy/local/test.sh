@@ -23,6 +23,16 @@ fi
 echo "== building tests ($(date -u +%H:%M:%S))"
 cargo test --workspace --no-run
 
+echo "== building the cluster binaries"
+cargo build -p ebroker-scheduler -p ebroker-executor
+
+echo "== starting services on 127.0.0.1"
+export EBROKER_CLUSTER_DIR="${EBROKER_CLUSTER_DIR:-$(mktemp -d /tmp/ebroker-cluster.XXXXXX)}"
+trap 'deploy/local/cluster.sh stop || true' EXIT
+deploy/local/cluster.sh stop >/dev/null 2>&1 || true
+deploy/local/cluster.sh start
+export EBROKER_TEST_CLUSTER="df://127.0.0.1:${EBROKER_SCHEDULER_PORT:-50050}"
+
 echo "== running tests ($(date -u +%H:%M:%S))"
 cargo test --workspace "$@"
 echo "== all tests passed ($(date -u +%H:%M:%S))"

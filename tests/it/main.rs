@@ -2,5 +2,6 @@
 //! dirty data, and (in later modules) the real services on 127.0.0.1.
 
 mod cleaning;
+mod cluster;
 mod pipeline;
 mod rules;
