@@ -4,7 +4,8 @@
 #   deploy/local/bench.sh [CLIENTS]      # default 500000 clients (~4.9M rows, ~340 MiB CSV)
 #
 # Builds the release binary, then runs, each as its own process so peak RSS is per stage:
-# generate, clean, and the whole DAG clean -> segment -> offers -> analytics (`run --input`).
+# generate, clean, and the whole DAG clean -> segment -> offers -> analytics (`run --input`),
+# then the same DAG on the local cluster, reported as a ratio to in-process (issue 4: <= 1.3).
 # Targets on a 2-core machine (issues 2 and 3): generate >= 1M rows/s; clean >= 250k rows/s;
 # clean -> analytics <= 30 s at 500k clients; peak RSS <= 1 GiB at any size.
 set -euo pipefail
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/../.."
 CLIENTS="${1:-500000}"
 DATE=2024-06-01
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ebroker/target}"
-cargo build --release -p ebroker
+cargo build --release -p ebroker -p ebroker-scheduler -p ebroker-executor
 BIN="$CARGO_TARGET_DIR/release/ebroker"
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/ebroker-bench.XXXXXX)}"
 mkdir -p "$WORK"
@@ -20,5 +21,14 @@ echo "== $CLIENTS clients in $WORK"
 "$BIN" generate --clients "$CLIENTS" --seed 1 --dirty 0.02 --date "$DATE" --out "$WORK/src" | tail -1
 du -sh "$WORK/src"
 "$BIN" --warehouse "$WORK/wh-clean" clean --input "$WORK/src" --date "$DATE" | tail -1
-"$BIN" --warehouse "$WORK/wh-dag" run --input "$WORK/src" --date "$DATE"
+"$BIN" --warehouse "$WORK/wh-dag" run --input "$WORK/src" --date "$DATE" | tee "$WORK/local.txt"
+
+echo "== the same DAG on the local Ballista cluster (scheduler + 2 executors, same 2 cores)"
+export EBROKER_CLUSTER_DIR="$WORK/cluster" EBROKER_BIN_DIR="$CARGO_TARGET_DIR/release"
+deploy/local/cluster.sh start
+trap 'deploy/local/cluster.sh stop >/dev/null || true' EXIT
+"$BIN" --cluster df://127.0.0.1:50050 --warehouse "$WORK/wh-cluster" run --input "$WORK/src" --date "$DATE" | tee "$WORK/cluster.txt"
+dag_seconds() { awk '$1 ~ /^(clean|segment|offers|analytics)$/ && $2 == "succeeded" { s += $4 } END { printf "%.2f", s }' "$1"; }
+L="$(dag_seconds "$WORK/local.txt")"; C="$(dag_seconds "$WORK/cluster.txt")"
+echo "clean -> analytics: in-process ${L} s, cluster ${C} s, ratio $(awk -v c="$C" -v l="$L" 'BEGIN { printf "%.2f", c / l }')"
 [ -n "${BENCH_DIR:-}" ] || rm -rf "$WORK"

@@ -5,7 +5,7 @@ SELECT CAST('{{processing_date}}' AS DATE) AS analysis_date,
        m.combined_segment AS segment,
        count(*) AS clients_count,
        round(sum(m.total_value), 2) AS total_revenue,
-       round(avg(m.total_value), 2) AS avg_revenue,
+       round(round(sum(m.total_value), 2) / count(*), 2) AS avg_revenue,
        sum(CASE WHEN m.status = 'Active' THEN 1 ELSE 0 END) AS active_clients,
        sum(CASE WHEN c.registration_date = CAST('{{processing_date}}' AS DATE) THEN 1 ELSE 0 END) AS new_clients
 FROM marketing_clients m

@@ -8,7 +8,7 @@ WITH tx AS (
     SELECT client_id,
            count(*)        AS transaction_count,
            sum(amount_rub) AS total_amount,
-           avg(amount_rub) AS avg_amount,
+           count(amount_rub) AS amount_count,
            max(amount_rub) AS max_amount
     FROM bank_transactions
     GROUP BY client_id
@@ -42,7 +42,9 @@ aggregates AS (
     SELECT c.client_id, c.client_name, c.city, c.status, c.segment AS original_segment,
            COALESCE(tx.transaction_count, 0)                 AS transaction_count,
            round(COALESCE(tx.total_amount, 0), 2)            AS total_transaction_amount,
-           round(COALESCE(tx.avg_amount, 0), 2)              AS avg_transaction_amount,
+           -- the average from the rounded sum, so every engine and cluster size agrees
+           CASE WHEN tx.amount_count > 0
+                THEN round(round(tx.total_amount, 2) / tx.amount_count, 2) ELSE 0 END AS avg_transaction_amount,
            round(COALESCE(tx.max_amount, 0), 2)              AS max_transaction_amount,
            COALESCE(lg.login_count, 0)                       AS login_count,
            COALESCE(lg.successful_logins, 0)                 AS successful_logins,
