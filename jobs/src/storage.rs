@@ -191,14 +191,7 @@ impl Warehouse {
                 _ => Ok(()),
             };
         }
-        let prefix = self.path(relative);
-        let files: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(Error::storage(self.url(relative).to_string()))?;
+        let files = self.list_files(relative).await?;
         for file in files {
             self.store.delete(&file).await.map_err(Error::storage(file.to_string()))?;
         }
