@@ -10,6 +10,7 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
@@ -36,6 +37,8 @@ pub fn apply_session_options(session: SessionConfig, config: &Config) -> Session
         .with_information_schema(true);
     let options = session.options_mut();
     options.execution.parquet.compression = Some(PARQUET_COMPRESSION.to_string());
+    // Memory a sort keeps back for merging its spill files.
+    options.execution.sort_spill_reservation_bytes = 32 << 20;
     session
 }
 
@@ -47,7 +50,9 @@ pub fn runtime_env(config: &Config, registry: Arc<StoreRegistry>) -> Result<Arc<
         disk = disk.with_mode(DiskManagerMode::Directories(vec![dir]));
     }
     RuntimeEnvBuilder::new()
-        .with_memory_limit(config.memory_limit_bytes()?, 1.0)
+        // A fair pool: several spilling operators (window sorts, the output sort) share the
+        // budget instead of the first one taking it all and starving the merge.
+        .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit_bytes()?)))
         .with_disk_manager_builder(disk)
         .with_object_store_registry(registry)
         // Jobs replace whole directories between queries: a cached listing would point at
