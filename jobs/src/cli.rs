@@ -35,6 +35,8 @@ environment variables < flags. See the effective values with `ebroker config sho
 Examples:
   ebroker generate --clients 20000 --dirty 0.02 --out data/
   ebroker clean --input data/ --date 2024-06-01
+  ebroker --set kafka.brokers=127.0.0.1:9092 produce --input data/
+  ebroker --set kafka.brokers=127.0.0.1:9092 ingest --date 2024-06-01 && ebroker clean --date 2024-06-01
   ebroker --warehouse hdfs://nn:8020/bank clean --input data/";
 
 /// Flags every command takes.
@@ -76,7 +78,19 @@ fn parse_key_value(s: &str) -> std::result::Result<(String, String), String> {
 pub enum Command {
     /// Write the seven synthetic CSV source files (SPEC §2), optionally with dirt.
     Generate(GenerateArgs),
-    /// Parse, quarantine, deduplicate and enrich CSV sources into cleaned/ (SPEC §4).
+    /// Send the seven CSV files (or N generated clients) to the Kafka topics (SPEC §3.2).
+    ///
+    /// One JSON message per record, keyed by its id; needs kafka.brokers.
+    Produce(ProduceArgs),
+    /// Dump the Kafka topics to raw/<table>/processing_date=D/ exactly once (SPEC §3.3).
+    ///
+    /// Reads each partition from the group's committed offset to the high-water mark seen at
+    /// the start; commits offsets only after the dump and its manifest are durable. A date
+    /// already ingested is a no-op unless --force.
+    Ingest(IngestArgs),
+    /// Parse, quarantine, deduplicate and enrich the sources into cleaned/ (SPEC §4).
+    ///
+    /// Reads CSV files with --input, or else the raw zone of the date (after `ingest`).
     Clean(CleanArgs),
     /// Compute client_segmentation from the cleaned tables of a date (SPEC §5).
     Segment(DateArgs),
@@ -116,10 +130,39 @@ pub struct GenerateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Directory with the seven CSV files; without it, --clients are generated first.
+    #[arg(long, value_name = "DIR", conflicts_with = "clients")]
+    pub input: Option<PathBuf>,
+    /// Clients to generate when there is no --input (default generate.clients).
+    #[arg(long)]
+    pub clients: Option<u64>,
+    /// Generator seed (default generate.seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Fraction of dirty generated records (default generate.dirty).
+    #[arg(long, value_name = "FRACTION")]
+    pub dirty: Option<f64>,
+    /// The day generated data ends on; default: today.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub date: Option<NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub date: DateArgs,
+    /// Re-read the date's recorded offset ranges even though it was ingested already.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct CleanArgs {
-    /// Directory with the seven CSV files (clients.csv, bank_transactions.csv, ...).
+    /// Directory with the seven CSV files (clients.csv, bank_transactions.csv, ...);
+    /// without it, the raw zone of the date is cleaned.
     #[arg(long, value_name = "DIR")]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
     /// Processing date the records belong to; default: today.
     #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
     pub date: Option<NaiveDate>,
@@ -255,11 +298,52 @@ pub async fn execute(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Produce(args) => {
+            let generated;
+            let input = match args.input {
+                Some(dir) => dir,
+                None => {
+                    generated = tempfile_dir()?;
+                    let options = GenerateOptions {
+                        clients: args.clients.unwrap_or(config.generate.clients),
+                        seed: args.seed.unwrap_or(config.generate.seed),
+                        dirty: args.dirty.unwrap_or(config.generate.dirty),
+                        anchor: args.date.unwrap_or_else(today),
+                        out: generated.path().to_path_buf(),
+                    };
+                    tokio::task::spawn_blocking(move || generate(&options))
+                        .await
+                        .map_err(|e| Error::Stage { stage: "generate".into(), message: e.to_string() })??;
+                    generated.path().to_path_buf()
+                }
+            };
+            let report = crate::kafka::produce::produce_csv_dir(&config.kafka, &input).await?;
+            print!("{}", report.render());
+            println!("peak RSS {}", crate::resources::peak_rss_text());
+            report.check()
+        }
+        Command::Ingest(args) => {
+            let date = date_or_today(&args.date);
+            let warehouse = Warehouse::open(&config.warehouse.root, &crate::storage::StoreRegistry::new())?;
+            let outcome = crate::kafka::ingest::ingest(&config.kafka, &warehouse, &date, args.force).await?;
+            print!("{}", outcome.manifest.render());
+            let records = outcome.manifest.records();
+            if outcome.ingested {
+                let secs = outcome.seconds.max(1e-9);
+                println!("ingested {records} records for {date} in {secs:.2} s ({:.0} msg/s), peak RSS {}", records as f64 / secs, crate::resources::peak_rss_text());
+            } else {
+                println!("{date} was already ingested ({records} records); nothing read. Use --force to read its offset ranges again.");
+            }
+            Ok(())
+        }
         Command::Clean(args) => {
             let date = args.date.unwrap_or_else(today).to_string();
             let (engine, warehouse, sql) = open(&config).await?;
             let started = std::time::Instant::now();
-            let report = crate::clean::clean_csv_dir(&engine, &warehouse, &sql, &args.input, &date).await?;
+            let report = match &args.input {
+                Some(input) => crate::clean::clean_csv_dir(&engine, &warehouse, &sql, input, &date).await?,
+                None => crate::clean::clean_raw(&engine, &warehouse, &sql, &date).await?,
+            };
             print!("{}", report.render());
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             println!(
@@ -319,6 +403,11 @@ pub async fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A temporary directory for generated sources, removed when dropped.
+fn tempfile_dir() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new().prefix("ebroker-produce-").tempdir().map_err(Error::io(std::env::temp_dir()))
 }
 
 fn date_or_today(args: &DateArgs) -> String {

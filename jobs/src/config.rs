@@ -27,6 +27,7 @@ pub struct Config {
     pub generate: GenerateConfig,
     pub run: RunConfig,
     pub sql: SqlConfig,
+    pub kafka: KafkaConfig,
 }
 
 /// Where the warehouse lives.
@@ -90,6 +91,56 @@ pub struct RunConfig {
 #[serde(deny_unknown_fields)]
 pub struct SqlConfig {
     pub dir: String,
+}
+
+/// The Kafka cluster the seven topics live on (SPEC §2, §3 produce and ingest).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`; empty = Kafka is not used.
+    pub brokers: String,
+    /// Prefix of the seven topic names (`HA_` gives `HA_clients`, ...).
+    pub topic_prefix: String,
+    /// Consumer group whose committed offsets mark what ingest has dumped.
+    pub group_id: String,
+    /// Partitions of the topics `produce` creates when they do not exist.
+    pub partitions: i32,
+    /// Replication factor of the topics `produce` creates.
+    pub replication_factor: i32,
+    /// Timeout of metadata, watermark and commit requests, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Extra librdkafka properties for every client (security.protocol, sasl.*, ssl.*).
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// Whether a Kafka cluster is configured.
+    pub fn enabled(&self) -> bool {
+        !self.brokers.trim().is_empty()
+    }
+
+    fn validate(&self) -> Result<()> {
+        let prefix_ok = self.topic_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !prefix_ok || self.topic_prefix.len() > 200 {
+            return Err(Error::Config(format!(
+                "kafka.topic_prefix = {:?} may hold only letters, digits, '.', '_' and '-' (e.g. \"HA_\")",
+                self.topic_prefix
+            )));
+        }
+        if self.group_id.trim().is_empty() {
+            return Err(Error::Config("kafka.group_id is empty; name the consumer group, e.g. \"ebroker-ingest\"".into()));
+        }
+        if self.partitions < 1 || self.replication_factor < 1 {
+            return Err(Error::Config(format!(
+                "kafka.partitions = {} and kafka.replication_factor = {} must both be at least 1",
+                self.partitions, self.replication_factor
+            )));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(Error::Config("kafka.request_timeout_ms = 0; use e.g. 30000".into()));
+        }
+        Ok(())
+    }
 }
 
 /// Keys whose values are secrets and are masked by [`Config::to_masked_toml`].
@@ -158,6 +209,7 @@ impl Config {
         if self.generate.clients == 0 {
             return Err(Error::Config("generate.clients = 0; generate at least one client".into()));
         }
+        self.kafka.validate()?;
         Ok(())
     }
 

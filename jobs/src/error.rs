@@ -61,6 +61,15 @@ pub enum Error {
     #[error("stage `{stage}` failed: {message}")]
     Stage { stage: String, message: String },
 
+    /// A Kafka client call failed.
+    #[error("Kafka at {brokers}: {doing}: {source}")]
+    Kafka {
+        brokers: String,
+        doing: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
     /// JSON (run state, reports) could not be encoded or decoded.
     #[error("JSON error on {path}: {source}")]
     Json {

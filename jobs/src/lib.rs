@@ -4,6 +4,7 @@
 //! Module map, in the order data flows (SPEC.md §3):
 //! - [`schema`] — the seven source tables as data.
 //! - [`generate`] — synthetic CSV sources, optionally dirty.
+//! - [`kafka`] — `produce` (CSV -> topics) and `ingest` (topics -> `raw/`, exactly once).
 //! - [`clean`] — strict parsing, quarantine, dedup, enrichment -> `cleaned/`.
 //! - [`segment`], [`offers`], [`analytics`] — the marts (SPEC §5, §6, §8), via [`marts`].
 //! - [`pipeline`] — the DAG runner behind `ebroker run`.
@@ -23,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod functions;
 pub mod generate;
+pub mod kafka;
 pub mod marts;
 pub mod offers;
 pub mod operator;

@@ -1,5 +1,6 @@
-//! The DAG runner behind `ebroker run`: generate (when no input is given) -> clean ->
-//! segment -> offers -> analytics for one processing date, with run state in
+//! The DAG runner behind `ebroker run`: generate (when no input is given) -> [produce ->
+//! ingest, when Kafka is configured] -> clean -> segment -> offers -> analytics for one
+//! processing date, with run state in
 //! `_runs/D/state.json` (each stage's status, start and end, attempts, rows, error),
 //! retries with exponential backoff, `--resume` that skips stages which already succeeded,
 //! and a summary with per-stage timings.
@@ -22,6 +23,8 @@ use crate::storage::Warehouse;
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Generate,
+    Produce,
+    Ingest,
     Clean,
     Segment,
     Offers,
@@ -29,11 +32,13 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [Stage::Generate, Stage::Clean, Stage::Segment, Stage::Offers, Stage::Analytics];
+    pub const ALL: [Stage; 7] = [Stage::Generate, Stage::Produce, Stage::Ingest, Stage::Clean, Stage::Segment, Stage::Offers, Stage::Analytics];
 
     pub fn name(self) -> &'static str {
         match self {
             Stage::Generate => "generate",
+            Stage::Produce => "produce",
+            Stage::Ingest => "ingest",
             Stage::Clean => "clean",
             Stage::Segment => "segment",
             Stage::Offers => "offers",
@@ -150,7 +155,12 @@ pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &
             tracing::info!(stage = stage.name(), "already succeeded; skipped (--resume)");
             continue;
         }
-        if stage == Stage::Generate && options.input.is_some() {
+        let not_needed = match stage {
+            Stage::Generate => options.input.is_some(),
+            Stage::Produce | Stage::Ingest => !config.kafka.enabled(),
+            _ => false,
+        };
+        if not_needed {
             state.stage_mut(stage).status = Status::Skipped;
             continue;
         }
@@ -165,7 +175,7 @@ pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            let result = run_stage(stage, engine, warehouse, sql, options, &input, &date).await;
+            let result = run_stage(stage, config, engine, warehouse, sql, options, &input, &date).await;
             match result {
                 Err(e) if attempt <= config.run.retries && is_retryable(&e) => {
                     let wait = Duration::from_millis(config.run.retry_backoff_ms.saturating_mul(1 << (attempt - 1).min(16)));
@@ -212,7 +222,8 @@ fn generated_dir(warehouse: &Warehouse, date: &str) -> Result<PathBuf> {
     })
 }
 
-async fn run_stage(stage: Stage, engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, options: &RunOptions, input: &std::path::Path, date: &str) -> Result<u64> {
+#[allow(clippy::too_many_arguments)]
+async fn run_stage(stage: Stage, config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, options: &RunOptions, input: &std::path::Path, date: &str) -> Result<u64> {
     match stage {
         Stage::Generate => {
             let generate_options = GenerateOptions { clients: options.clients, seed: options.seed, dirty: options.dirty, anchor: options.date, out: input.to_path_buf() };
@@ -221,6 +232,13 @@ async fn run_stage(stage: Stage, engine: &Engine, warehouse: &Warehouse, sql: &S
                 .map_err(|e| Error::Stage { stage: "generate".into(), message: e.to_string() })??;
             Ok(report.rows())
         }
+        Stage::Produce => {
+            let report = crate::kafka::produce::produce_csv_dir(&config.kafka, input).await?;
+            report.check()?;
+            Ok(report.delivered())
+        }
+        Stage::Ingest => Ok(crate::kafka::ingest::ingest(&config.kafka, warehouse, date, false).await?.manifest.records()),
+        Stage::Clean if config.kafka.enabled() => Ok(crate::clean::clean_raw(engine, warehouse, sql, date).await?.rows_read()),
         Stage::Clean => Ok(crate::clean::clean_csv_dir(engine, warehouse, sql, input, date).await?.rows_read()),
         Stage::Segment => crate::segment::segment(engine, warehouse, sql, date).await,
         Stage::Offers => Ok(crate::offers::offers(engine, warehouse, sql, date).await?.offers),

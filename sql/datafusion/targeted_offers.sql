@@ -3,28 +3,40 @@
 -- whole roubles), days valid by priority level, a deterministic offer_id, and nba_rank 1..3
 -- (offer_priority ascending, expected_revenue descending, offer_type ascending).
 -- Tables: marketing_clients, offer_templates. Placeholders: {{processing_date}}.
-WITH priced AS (
-    SELECT m.client_id, m.client_name, m.segment, m.combined_segment,
-           t.offer_type, t.offer_description, t.offer_priority,
-           t.base_revenue * CASE
-               WHEN m.total_value > 1000000 THEN 15
-               WHEN m.total_value > 500000 THEN 12
-               WHEN m.total_value < 50000 THEN 7
+--
+-- A client's offers differ only in their template, and its expected revenues all share one
+-- multiplier, so the rank depends on (combined segment, multiplier) alone: it is computed
+-- once over templates x the four multipliers (a few dozen rows) and joined to the clients.
+-- This keeps the per-client work a hash join and one sort that spills, instead of a window
+-- over every offer (issue 3: 5M clients within the memory budget).
+WITH multipliers AS (
+    SELECT * FROM (VALUES (15), (12), (10), (7)) AS m(tenths)
+),
+ranked_templates AS (
+    SELECT t.combined_segment, t.offer_type, t.offer_description, t.offer_priority, m.tenths,
+           t.base_revenue * m.tenths / 10 AS expected_revenue,
+           ROW_NUMBER() OVER (PARTITION BY t.combined_segment, m.tenths
+                              ORDER BY t.offer_priority ASC, t.base_revenue * m.tenths / 10 DESC, t.offer_type ASC) AS nba_rank
+    FROM offer_templates t CROSS JOIN multipliers m
+),
+clients AS (
+    SELECT client_id, client_name, segment, combined_segment, priority_level, total_value,
+           portfolio_value AS total_portfolio_value,
+           CASE
+               WHEN total_value > 1000000 THEN 15
+               WHEN total_value > 500000 THEN 12
+               WHEN total_value < 50000 THEN 7
                ELSE 10
-           END / 10 AS expected_revenue,
-           m.priority_level,
-           CASE WHEN m.priority_level <= 2 THEN 30 WHEN m.priority_level = 3 THEN 14 ELSE 7 END AS days_valid,
-           m.total_value,
-           m.portfolio_value AS total_portfolio_value
-    FROM marketing_clients m
-    JOIN offer_templates t ON t.combined_segment = m.combined_segment
+           END AS tenths,
+           CASE WHEN priority_level <= 2 THEN 30 WHEN priority_level = 3 THEN 14 ELSE 7 END AS days_valid
+    FROM marketing_clients
 )
-SELECT offer_id(client_id, offer_type, '{{processing_date}}') AS offer_id,
-       client_id, client_name, segment, combined_segment,
-       offer_type, offer_description, expected_revenue,
-       priority_level, offer_priority, days_valid, total_value, total_portfolio_value,
-       ROW_NUMBER() OVER (PARTITION BY client_id
-                          ORDER BY offer_priority ASC, expected_revenue DESC, offer_type ASC) AS nba_rank,
+SELECT offer_id(c.client_id, r.offer_type, '{{processing_date}}') AS offer_id,
+       c.client_id, c.client_name, c.segment, c.combined_segment,
+       r.offer_type, r.offer_description, r.expected_revenue,
+       c.priority_level, r.offer_priority, c.days_valid, c.total_value, c.total_portfolio_value,
+       r.nba_rank,
        CAST('{{processing_date}} 00:00:00' AS TIMESTAMP) AS created_at
-FROM priced
-ORDER BY client_id, nba_rank
+FROM clients c
+JOIN ranked_templates r ON r.combined_segment = c.combined_segment AND r.tenths = c.tenths
+ORDER BY c.client_id, r.nba_rank

@@ -7,6 +7,7 @@
 
 pub mod fields;
 pub mod parser;
+mod raw;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -30,7 +31,7 @@ use crate::storage::{Warehouse, Zone};
 use parser::{ParseCounts, RecordParser};
 
 /// Rows per batch handed from the parser to the Parquet writer.
-const PARSE_BATCH_ROWS: usize = 65_536;
+pub(crate) const PARSE_BATCH_ROWS: usize = 65_536;
 
 /// Rows per row group of staged files: the writer buffers a whole row group, seven at once.
 const STAGING_ROW_GROUP_ROWS: usize = 131_072;
@@ -39,7 +40,7 @@ const STAGING_ROW_GROUP_ROWS: usize = 131_072;
 pub const STAGE: &str = "clean";
 
 /// Staging part holding the typed rows between parsing and deduplication.
-const PARSED: &str = "parsed";
+pub(crate) const PARSED: &str = "parsed";
 
 /// The data-quality summary of one table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,7 +129,44 @@ pub async fn clean_csv_dir(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibr
     let parses = files.into_iter().map(|(table, path)| stage_csv(warehouse, table, path, date, bar.clone()));
     let counts: Vec<ParseCounts> = futures::future::try_join_all(parses).await?;
     bar.finish_and_clear();
+    finish(engine, warehouse, sql, counts, date).await
+}
 
+/// Cleans the raw zone of `date` (the Kafka messages `ingest` dumped), checking that every
+/// message the offset manifest says was consumed is read.
+pub async fn clean_raw(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, date: &str) -> Result<CleanReport> {
+    use crate::kafka::ingest::{IngestManifest, MANIFEST};
+    let manifest_file = Warehouse::run_file(date, MANIFEST);
+    let manifest: IngestManifest = warehouse.read_json(&manifest_file).await?.ok_or_else(|| Error::Input {
+        path: warehouse.url(&manifest_file).to_string(),
+        message: format!("no ingest manifest: the raw zone of {date} is not complete; run `ebroker ingest --date {date}` first"),
+    })?;
+    let staging_root = format!("_staging/{STAGE}/{date}/");
+    warehouse.remove_all(&staging_root).await?;
+    let bar = crate::progress::bar(manifest.records(), "parse", "messages");
+    let parses = TABLES.iter().map(|&table| {
+        let (warehouse, date, bar) = (warehouse.clone(), date.to_string(), bar.clone());
+        tokio::spawn(async move { raw::stage_raw(&warehouse, table, &date, &bar).await })
+    });
+    let mut counts = Vec::new();
+    for (table, handle) in TABLES.iter().zip(futures::future::join_all(parses).await) {
+        let parsed = handle.map_err(|e| Error::Stage { stage: STAGE.into(), message: format!("parser of raw {} panicked: {e}", table.name) })??;
+        let consumed = manifest.topic(table.name).map_or(0, |t| t.records);
+        if parsed.read != consumed {
+            return Err(Error::Reconcile {
+                table: table.name.into(),
+                message: format!("the raw zone holds {} records but ingest consumed {consumed}; rerun `ebroker ingest --date {date} --force`", parsed.read),
+            });
+        }
+        counts.push(parsed);
+    }
+    bar.finish_and_clear();
+    finish(engine, warehouse, sql, counts, date).await
+}
+
+/// Deduplicates, reconciles and publishes the staged parse of every table, then writes the
+/// data-quality report.
+async fn finish(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, counts: Vec<ParseCounts>, date: &str) -> Result<CleanReport> {
     let mut tables = Vec::new();
     for (table, counts) in TABLES.iter().copied().zip(counts) {
         let quality = dedup_table(engine, warehouse, sql, table, &counts, date).await?;
@@ -153,12 +191,12 @@ pub async fn clean_csv_dir(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibr
     }
     let report = CleanReport { processing_date: date.to_string(), tables };
     warehouse.write_json(&Warehouse::run_file(date, "clean.json"), &report).await?;
-    warehouse.remove_all(&staging_root).await?;
+    warehouse.remove_all(&format!("_staging/{STAGE}/{date}/")).await?;
     Ok(report)
 }
 
 /// Checks that every source file is present; the error lists the missing ones.
-fn source_files(input: &Path) -> Result<Vec<(&'static Table, PathBuf)>> {
+pub(crate) fn source_files(input: &Path) -> Result<Vec<(&'static Table, PathBuf)>> {
     let files: Vec<_> = TABLES.iter().map(|t| (*t, input.join(t.file_name()))).collect();
     let missing: Vec<String> = files.iter().filter(|(_, p)| !p.is_file()).map(|(t, _)| t.file_name()).collect();
     if !missing.is_empty() {
@@ -196,11 +234,11 @@ async fn stage_csv(warehouse: &Warehouse, table: &'static Table, path: PathBuf, 
     Ok(counts)
 }
 
-fn zstd() -> Compression {
+pub(crate) fn zstd() -> Compression {
     Compression::ZSTD(datafusion::parquet::basic::ZstdLevel::try_new(3).expect("zstd level 3 is valid"))
 }
 
-fn staging_writer(
+pub(crate) fn staging_writer(
     warehouse: &Warehouse,
     relative: &str,
     schema: datafusion::arrow::datatypes::SchemaRef,
@@ -214,7 +252,7 @@ fn staging_writer(
     AsyncArrowWriter::try_new(writer, schema, Some(props)).map_err(parquet_error(relative))
 }
 
-fn parquet_error(path: &str) -> impl FnOnce(datafusion::parquet::errors::ParquetError) -> Error + '_ {
+pub(crate) fn parquet_error(path: &str) -> impl FnOnce(datafusion::parquet::errors::ParquetError) -> Error + '_ {
     move |source| Error::Parquet { path: path.to_string(), source }
 }
 
@@ -256,12 +294,12 @@ fn parse_csv_file(
     Ok(parser.counts().clone())
 }
 
-fn strip_terminator(line: &[u8]) -> &[u8] {
+pub(crate) fn strip_terminator(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-fn check_header(table: &Table, path: &Path, line: &[u8]) -> Result<()> {
+pub(crate) fn check_header(table: &Table, path: &Path, line: &[u8]) -> Result<()> {
     let found = String::from_utf8_lossy(line);
     let found = found.trim_start_matches('\u{feff}');
     let normalised: Vec<&str> = found.split(',').map(fields::trim).collect();

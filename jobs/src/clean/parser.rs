@@ -49,6 +49,17 @@ enum Value<'a> {
     Bool(bool),
 }
 
+/// One field of a source record as it arrived, before parsing.
+#[derive(Debug, PartialEq)]
+pub enum SourceField<'a> {
+    /// Text to parse with the column's strict rules.
+    Text(Cow<'a, str>),
+    /// Absent (a JSON message without the field, or `null`).
+    Missing,
+    /// A value of a type the column cannot hold (a JSON object for a date, a number for text).
+    WrongType,
+}
+
 /// Why a field is not usable.
 enum Failure {
     Missing,
@@ -250,19 +261,31 @@ impl RecordParser {
         let mut fields: Vec<Cow<'_, str>> = Vec::with_capacity(self.table.columns.len());
         let ok = split_csv_line(text, &mut fields) && fields.len() == self.table.columns.len();
         if ok {
-            self.push_fields(fields.drain(..).map(Some).collect(), position, source, line);
+            self.push_fields(fields.drain(..).map(SourceField::Text).collect(), position, source, line);
         } else {
             self.reject(source, position, MALFORMED, line);
         }
     }
 
-    fn push_fields(&mut self, fields: Vec<Option<Cow<'_, str>>>, position: i64, source: &str, raw: &[u8]) {
+    /// Parses one Kafka message value (SPEC §2: a JSON object with the field names).
+    /// `position` is its offset; a value that is not a JSON object is a malformed record.
+    pub fn push_json_message(&mut self, value: Option<&[u8]>, position: i64, source: &str) {
+        self.counts.read += 1;
+        let raw = value.unwrap_or_default();
+        match value.and_then(|v| crate::kafka::json::decode_record(self.table, v)) {
+            Some(fields) => self.push_fields(fields, position, source, raw),
+            None => self.reject(source, position, MALFORMED, raw),
+        }
+    }
+
+    fn push_fields(&mut self, fields: Vec<SourceField<'_>>, position: i64, source: &str, raw: &[u8]) {
         let table = self.table;
         let mut values: Vec<Result<Value<'_>, Failure>> = Vec::with_capacity(fields.len());
         for (column, field) in table.columns.iter().zip(fields) {
             values.push(match field {
-                Some(raw) => parse_field(column, raw),
-                None => Err(Failure::Missing),
+                SourceField::Text(text) => parse_field(column, text),
+                SourceField::Missing => Err(Failure::Missing),
+                SourceField::WrongType => Err(Failure::Unparsable),
             });
         }
         for &i in &self.check_order {
