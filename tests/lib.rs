@@ -30,6 +30,11 @@ impl TestWarehouse {
         Self::build(sql_dir, Vec::new())
     }
 
+    /// A warehouse with extra configuration (`section.key`, TOML value) on top of the defaults.
+    pub fn with_settings(extra: Vec<(String, String)>) -> Self {
+        Self::build(None, extra)
+    }
+
     /// A warehouse whose jobs run on the Ballista cluster at `url`.
     pub async fn on_cluster(url: &str) -> Self {
         let mut wh = Self::build(None, vec![("cluster.url".into(), format!("{url:?}")), ("cluster.query_timeout_secs".into(), "60".into()), ("run.retries".into(), "0".into())]);
@@ -167,4 +172,44 @@ pub fn service(var: &str) -> String {
 /// The repository root (for the deploy/local scripts).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()
+}
+
+/// A name no other test (or earlier run against the same service) uses: `prefix_<pid>_<n>`.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Settings that point the jobs at the test Kafka broker (`EBROKER_TEST_KAFKA`), with topics
+/// and consumer group of their own.
+pub fn kafka_settings(prefix: &str) -> Vec<(String, String)> {
+    vec![
+        ("kafka.brokers".into(), format!("{:?}", service("EBROKER_TEST_KAFKA"))),
+        ("kafka.topic_prefix".into(), format!("{:?}", format!("{prefix}_"))),
+        ("kafka.group_id".into(), format!("{:?}", format!("{prefix}_group"))),
+        ("kafka.request_timeout_ms".into(), "10000".into()),
+    ]
+}
+
+/// The `ebroker` binary built beside this test binary (`cargo test --workspace` builds it).
+pub fn ebroker_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let bin = dir.join("ebroker");
+    assert!(bin.is_file(), "{} is missing: build it with `cargo build -p ebroker` (deploy/local/test.sh does)", bin.display());
+    bin
+}
+
+/// Generates `clients` clients' dirty sources into `dir`.
+pub fn generate_sources(dir: &Path, clients: u64, seed: u64, dirty: f64) -> u64 {
+    let options = ebroker::generate::GenerateOptions {
+        clients,
+        seed,
+        dirty,
+        anchor: chrono::NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
+        out: dir.to_path_buf(),
+    };
+    ebroker::generate::generate(&options).expect("generate").rows()
 }

@@ -7,8 +7,11 @@ SELECT CAST('{{processing_date}}' AS DATE) AS analysis_date,
        round(sum(m.total_value), 2) AS total_revenue,
        round(round(sum(m.total_value), 2) / count(*), 2) AS avg_revenue,
        sum(CASE WHEN m.status = 'Active' THEN 1 ELSE 0 END) AS active_clients,
-       sum(CASE WHEN c.registration_date = CAST('{{processing_date}}' AS DATE) THEN 1 ELSE 0 END) AS new_clients
+       sum(COALESCE(n.is_new, 0)) AS new_clients
 FROM marketing_clients m
-JOIN clients c ON c.client_id = m.client_id
+-- only the day's registrations are joined: a hash table of a few rows, not of every client
+LEFT JOIN (
+    SELECT client_id, 1 AS is_new FROM clients WHERE registration_date = CAST('{{processing_date}}' AS DATE)
+) n ON n.client_id = m.client_id
 GROUP BY m.combined_segment
 ORDER BY segment

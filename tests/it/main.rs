@@ -3,5 +3,6 @@
 
 mod cleaning;
 mod cluster;
+mod kafka;
 mod pipeline;
 mod rules;

@@ -22,10 +22,10 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use indicatif::ProgressBar;
 use object_store::buffered::BufWriter;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -123,7 +123,11 @@ pub async fn ingest(config: &KafkaConfig, warehouse: &Warehouse, date: &str, for
         return Ok(IngestOutcome { manifest: done.clone(), ingested: false, seconds: started.elapsed().as_secs_f64() });
     }
     let plan = match existing {
-        Some(done) => done.topics.iter().map(|t| (t.table.clone(), t.topic.clone(), t.partitions.clone())).collect(),
+        Some(done) => done
+            .topics
+            .iter()
+            .map(|t| (t.table.clone(), t.topic.clone(), t.partitions.iter().map(|r| PartitionRange { records: 0, ..r.clone() }).collect()))
+            .collect(),
         None => plan_ranges(config, warehouse, &consumer, date).await?,
     };
 
@@ -281,13 +285,13 @@ fn consume_ranges_into(config: &KafkaConfig, topic: &str, mut ranges: Vec<Partit
     if pending.is_empty() {
         return Ok(ranges);
     }
-    let consumer: BaseConsumer = client_config(config)?
+    let consumer: BaseConsumer<EofQuietContext> = client_config(config)?
         .set("group.id", &config.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "8388608")
-        .create()
+        .create_with_context(EofQuietContext)
         .map_err(kafka_error(config, "creating a consumer"))?;
     consumer.assign(&list).map_err(kafka_error(config, format!("assigning {topic}")))?;
 
@@ -335,6 +339,22 @@ fn consume_ranges_into(config: &KafkaConfig, topic: &str, mut ranges: Vec<Partit
     }
     Ok(ranges)
 }
+
+/// Logs librdkafka's errors through tracing, except the end-of-partition events that
+/// ingest asks for (`enable.partition.eof`) to know a partition is drained.
+struct EofQuietContext;
+
+impl ClientContext for EofQuietContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::debug!(%error, "end of partition");
+        } else {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for EofQuietContext {}
 
 /// Raw rows under construction.
 struct RawRows {

@@ -1,0 +1,176 @@
+//! Kafka against the real broker (`EBROKER_TEST_KAFKA`, started by deploy/local/kafka.sh):
+//! produce -> ingest -> clean reconciles exactly per topic and matches cleaning the same CSV;
+//! a SIGKILLed ingest publishes nothing and its rerun holds every record once; the next date
+//! gets only new records; malformed messages end in quarantine with their reasons.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ebroker::clean::{clean_csv_dir, clean_raw};
+use ebroker::kafka::ingest::{ingest, IngestManifest};
+use ebroker::kafka::produce::{ensure_topics, produce_csv_dir};
+use ebroker::schema::TABLES;
+use ebroker::storage::{Warehouse, Zone};
+use ebroker_integration::{ebroker_binary, generate_sources, kafka_settings, unique_name, TestWarehouse};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+const DATE: &str = "2024-06-01";
+const NEXT_DATE: &str = "2024-06-02";
+
+fn kafka_warehouse(prefix: &str) -> TestWarehouse {
+    TestWarehouse::with_settings(kafka_settings(prefix))
+}
+
+/// (rows, distinct (partition, offset)) of one raw table of `date`.
+async fn raw_counts(wh: &TestWarehouse, table: &str, date: &str) -> (u64, u64) {
+    let name = format!("raw_{table}_{}", date.replace('-', "_"));
+    let url = wh.warehouse.url(&Warehouse::partition(Zone::Raw, table, date));
+    wh.engine.register_parquet_dir(&name, &url, None).await.unwrap();
+    let rows = wh.rows(&format!("SELECT count(*) FROM {name}")).await;
+    let distinct = wh.rows(&format!("SELECT count(*) FROM (SELECT DISTINCT partition, \"offset\" FROM {name})")).await;
+    (rows[0][0].parse().unwrap(), distinct[0][0].parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plus_duplicates() {
+    let prefix = unique_name("recon");
+    let wh = kafka_warehouse(&prefix);
+    let input = wh.input_dir("src");
+    generate_sources(&input, 20_000, 5, 0.03);
+
+    let produced = produce_csv_dir(&wh.config.kafka, &input).await.unwrap();
+    produced.check().unwrap();
+    let outcome = ingest(&wh.config.kafka, &wh.warehouse, DATE, false).await.unwrap();
+    assert!(outcome.ingested);
+    let report = clean_raw(&wh.engine, &wh.warehouse, &wh.sql, DATE).await.unwrap();
+
+    let from_csv = TestWarehouse::new();
+    let csv_report = clean_csv_dir(&from_csv.engine, &from_csv.warehouse, &from_csv.sql, &input, DATE).await.unwrap();
+    for table in TABLES {
+        let sent = produced.topics.iter().find(|t| t.table == table.name).unwrap();
+        let consumed = outcome.manifest.topic(table.name).unwrap().records;
+        let (raw, distinct) = raw_counts(&wh, table.name, DATE).await;
+        let cleaned = report.table(table.name).unwrap();
+        assert_eq!(sent.delivered, sent.sent, "{}: every message delivered", table.name);
+        assert_eq!(sent.delivered, consumed, "{}: produced = consumed", table.name);
+        assert_eq!((raw, distinct), (consumed, consumed), "{}: consumed = raw, each offset once", table.name);
+        assert_eq!(cleaned.read, raw, "{}: raw = read by clean", table.name);
+        assert!(cleaned.reconciles(), "{}: {cleaned:?}", table.name);
+        assert!(cleaned.quarantined > 0 && cleaned.duplicates_removed > 0, "{}: dirt travelled through Kafka: {cleaned:?}", table.name);
+        let csv = csv_report.table(table.name).unwrap();
+        assert_eq!(
+            (cleaned.written, &cleaned.quarantined_by_reason, cleaned.duplicates_removed),
+            (csv.written, &csv.quarantined_by_reason, csv.duplicates_removed),
+            "{}: cleaning the topic equals cleaning the file",
+            table.name
+        );
+    }
+
+    let again = ingest(&wh.config.kafka, &wh.warehouse, DATE, false).await.unwrap();
+    assert!(!again.ingested, "a finished date is a no-op");
+    assert_eq!(again.manifest, outcome.manifest);
+    let forced = ingest(&wh.config.kafka, &wh.warehouse, DATE, true).await.unwrap();
+    assert!(forced.ingested);
+    assert_eq!(forced.manifest, outcome.manifest, "--force re-reads exactly the recorded ranges");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once() {
+    let prefix = unique_name("crash");
+    let wh = kafka_warehouse(&prefix);
+    let input = wh.input_dir("src");
+    generate_sources(&input, 150_000, 6, 0.0);
+    let produced = produce_csv_dir(&wh.config.kafka, &input).await.unwrap();
+    produced.check().unwrap();
+
+    // SIGKILL the CLI once it is writing the raw dump.
+    let mut child = std::process::Command::new(ebroker_binary())
+        .args(["--warehouse", &wh.config.warehouse.root, "ingest", "--date", DATE])
+        .envs(kafka_settings(&prefix).into_iter().map(|(k, v)| (format!("EBROKER_{}", k.to_uppercase().replacen('.', "__", 1)), v.trim_matches('"').to_string())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let staging = std::path::Path::new(&wh.config.warehouse.root).join("_staging/ingest").join(DATE).join("raw");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !staging.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "ingest finished before it could be killed; produce more records");
+        assert!(Instant::now() < deadline, "ingest never started writing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+
+    let manifest: Option<IngestManifest> = wh.warehouse.read_json(&Warehouse::run_file(DATE, "ingest.json")).await.unwrap();
+    assert!(manifest.is_none(), "the kill came before the manifest");
+    for table in TABLES {
+        let published = std::path::Path::new(&wh.config.warehouse.root).join(Warehouse::partition(Zone::Raw, table.name, DATE));
+        assert!(!published.exists(), "nothing of a killed ingest is where readers look: {}", published.display());
+    }
+
+    let outcome = ingest(&wh.config.kafka, &wh.warehouse, DATE, false).await.unwrap();
+    for topic in &produced.topics {
+        let (raw, distinct) = raw_counts(&wh, &topic.table, DATE).await;
+        assert_eq!((raw, distinct), (topic.delivered, topic.delivered), "{}: each produced record exactly once", topic.table);
+    }
+
+    // More records arrive; the next date gets exactly those.
+    let more = wh.input_dir("more");
+    generate_sources(&more, 500, 7, 0.0);
+    let second = produce_csv_dir(&wh.config.kafka, &more).await.unwrap();
+    second.check().unwrap();
+    let next = ingest(&wh.config.kafka, &wh.warehouse, NEXT_DATE, false).await.unwrap();
+    for topic in &second.topics {
+        let got = next.manifest.topic(&topic.table).unwrap();
+        assert_eq!(got.records, topic.delivered, "{}: only the new records", topic.table);
+        let before = outcome.manifest.topic(&topic.table).unwrap();
+        let ends: BTreeMap<i32, i64> = before.partitions.iter().map(|r| (r.partition, r.end)).collect();
+        for r in &got.partitions {
+            assert_eq!(r.start, ends[&r.partition], "{} [{}] starts where {DATE} ended", topic.table, r.partition);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_quarantined_with_their_reasons() {
+    let prefix = unique_name("malformed");
+    let wh = kafka_warehouse(&prefix);
+    ensure_topics(&wh.config.kafka).await.unwrap();
+    let producer: FutureProducer = ebroker::kafka::client_config(&wh.config.kafka).unwrap().create().unwrap();
+    let topic = format!("{prefix}_clients");
+    let good = r#"{"client_id":"CLIENT_000001","client_name":"Иванов","phone":"+7 (916) 000-00-00","email":"i@x.ru","birth_date":"1980-01-01","registration_date":"2020-01-01","city":"Москва","segment":"Basic","status":"Active"}"#;
+    let messages: Vec<(Option<&str>, &str)> = vec![
+        (Some("CLIENT_000001"), good),
+        (Some("CLIENT_000002"), r#"{"client_id":"CLIENT_000002","registration_date":"#),
+        (Some("CLIENT_000003"), r#"{"client_id":3,"registration_date":"2020-01-01"}"#),
+        (None, r#"{"client_name":"Без идентификатора","registration_date":"2020-01-01"}"#),
+        (Some("CLIENT_000005"), r#"{"client_id":"CLIENT_000005","registration_date":"2020-02-30"}"#),
+        (Some("CLIENT_000006"), r#"["not","an","object"]"#),
+    ];
+    for (key, value) in &messages {
+        let mut record = FutureRecord::to(&topic).payload(*value);
+        if let Some(k) = key {
+            record = record.key(*k);
+        }
+        producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+    }
+    ingest(&wh.config.kafka, &wh.warehouse, DATE, false).await.unwrap();
+    let report = clean_raw(&wh.engine, &wh.warehouse, &wh.sql, DATE).await.unwrap();
+    let clients = report.table("clients").unwrap();
+    let expected: BTreeMap<String, u64> = [("malformed record", 2), ("unparsable client_id", 1), ("missing client_id", 1), ("unparsable registration_date", 1)]
+        .into_iter()
+        .map(|(r, n)| (r.to_string(), n))
+        .collect();
+    assert_eq!(clients.quarantined_by_reason, expected);
+    assert_eq!((clients.read, clients.written), (6, 1));
+
+    let url = wh.warehouse.url(&Warehouse::partition(Zone::Quarantine, "clients", DATE));
+    wh.engine.register_parquet_dir("q", &url, None).await.unwrap();
+    let kept = wh.rows("SELECT record FROM q WHERE reason = 'malformed record' ORDER BY record").await;
+    let mut sent: Vec<String> = vec![messages[5].1.to_string(), messages[1].1.to_string()];
+    sent.sort();
+    assert_eq!(kept.into_iter().map(|r| r[0].clone()).collect::<Vec<_>>(), sent, "the raw value is kept");
+    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE).await.unwrap();
+    assert_eq!(wh.rows("SELECT client_id, phone FROM clients").await, vec![vec!["CLIENT_000001".to_string(), "79160000000".to_string()]]);
+}
