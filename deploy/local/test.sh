@@ -28,10 +28,17 @@ cargo build -p ebroker-scheduler -p ebroker-executor
 
 echo "== starting services on 127.0.0.1"
 export EBROKER_CLUSTER_DIR="${EBROKER_CLUSTER_DIR:-$(mktemp -d /tmp/ebroker-cluster.XXXXXX)}"
-trap 'deploy/local/cluster.sh stop || true' EXIT
+export EBROKER_KAFKA_DIR="${EBROKER_KAFKA_DIR:-$(mktemp -d /tmp/ebroker-kafka.XXXXXX)}"
+stop_services() {
+  deploy/local/cluster.sh stop || true
+  deploy/local/kafka.sh stop || true
+}
+trap stop_services EXIT
 deploy/local/cluster.sh stop >/dev/null 2>&1 || true
 deploy/local/cluster.sh start
 export EBROKER_TEST_CLUSTER="df://127.0.0.1:${EBROKER_SCHEDULER_PORT:-50050}"
+deploy/local/kafka.sh start
+export EBROKER_TEST_KAFKA="127.0.0.1:${EBROKER_KAFKA_PORT:-9092}"
 
 echo "== running tests ($(date -u +%H:%M:%S))"
 cargo test --workspace "$@"

@@ -102,6 +102,12 @@ pub enum Command {
     ///
     /// With no arguments it generates 5,000 dirty clients for today and fills ./warehouse.
     Run(RunArgs),
+    /// Push a date's tables to a target system: greenplum (SPEC §7) or clickhouse (SPEC §8).
+    #[command(subcommand)]
+    Publish(PublishCommand),
+    /// Check a target against the warehouse.
+    #[command(subcommand)]
+    Verify(VerifyCommand),
     /// Jobs on the Ballista scheduler (`--cluster` or cluster.url): list, status, cancel.
     #[command(subcommand)]
     Jobs(JobsCommand),
@@ -203,6 +209,21 @@ pub struct RunArgs {
     /// Skip the stages that already succeeded for this date.
     #[arg(long)]
     pub resume: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PublishCommand {
+    /// Load the cleaned tables and client_segmentation into Greenplum (PXF external tables) or
+    /// PostgreSQL (binary COPY), replacing the day in one transaction, and run the in-database
+    /// segmentation (sql/greenplum/segmentation.sql). Connection: [greenplum] or GPHOST etc.
+    Greenplum(DateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VerifyCommand {
+    /// Compare the database's own segmentation with the DataFusion mart, client by client;
+    /// exits 4 when any client differs.
+    Greenplum(DateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -335,6 +356,28 @@ pub async fn execute(cli: Cli) -> Result<()> {
                 println!("{date} was already ingested ({records} records); nothing read. Use --force to read its offset ranges again.");
             }
             Ok(())
+        }
+        Command::Publish(PublishCommand::Greenplum(args)) => {
+            let date = date_or_today(&args);
+            let warehouse = Warehouse::open(&config.warehouse.root, &crate::storage::StoreRegistry::new())?;
+            let sql = SqlLibrary::new(sql_dir(&config));
+            let report = crate::greenplum::publish(&config.greenplum, &warehouse, &sql, &date).await?;
+            print!("{}", report.render());
+            Ok(())
+        }
+        Command::Verify(VerifyCommand::Greenplum(args)) => {
+            let date = date_or_today(&args);
+            let sql = SqlLibrary::new(sql_dir(&config));
+            let (compared, differences) = crate::greenplum::verify(&config.greenplum, &sql, &date).await?;
+            for d in &differences {
+                println!("{}: {}", d.client_id, d.difference);
+            }
+            println!("{compared} clients compared, {} differ", differences.len());
+            if differences.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::Reconcile { table: "client_segmentation".into(), message: format!("{} clients differ between the database and the mart", differences.len()) })
+            }
         }
         Command::Clean(args) => {
             let date = args.date.unwrap_or_else(today).to_string();

@@ -28,6 +28,7 @@ pub struct Config {
     pub run: RunConfig,
     pub sql: SqlConfig,
     pub kafka: KafkaConfig,
+    pub greenplum: GreenplumConfig,
 }
 
 /// Where the warehouse lives.
@@ -143,6 +144,89 @@ impl KafkaConfig {
     }
 }
 
+/// How `publish greenplum` loads the warehouse into Greenplum (or PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GreenplumFlavour {
+    /// Greenplum with PXF: external tables over the Parquet, append-optimized tables.
+    Greenplum,
+    /// PostgreSQL protocol without PXF: plain tables loaded by binary COPY.
+    Postgres,
+}
+
+/// The Greenplum (or PostgreSQL) target of SPEC §7.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GreenplumConfig {
+    /// Host; empty = no Greenplum target. Also read from GPHOST.
+    pub host: String,
+    /// Port (GPPORT).
+    pub port: u16,
+    /// User (GPUSER).
+    pub user: String,
+    /// Password (GPPASSWORD); never logged.
+    pub password: String,
+    /// Database (GPDATABASE).
+    pub database: String,
+    /// Schema the tables live in (a plain identifier).
+    pub schema: String,
+    /// `greenplum` (PXF external tables) or `postgres` (binary COPY).
+    pub flavour: GreenplumFlavour,
+    /// TLS: disable, prefer, require, verify-ca or verify-full.
+    pub sslmode: String,
+    /// PXF server name used in the external tables' LOCATION.
+    pub pxf_server: String,
+    /// The warehouse root as PXF sees it (a path on PXF's default filesystem); empty = the
+    /// path of warehouse.root.
+    pub pxf_root: String,
+}
+
+impl GreenplumConfig {
+    /// Whether a Greenplum target is configured.
+    pub fn enabled(&self) -> bool {
+        !self.host.trim().is_empty()
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !is_plain_identifier(&self.schema) {
+            return Err(Error::Config(format!(
+                "greenplum.schema = {:?} is not a plain SQL identifier; use lower-case letters, digits and _ (starting with a letter or _), at most 63 characters",
+                self.schema
+            )));
+        }
+        if !["disable", "prefer", "require", "verify-ca", "verify-full"].contains(&self.sslmode.as_str()) {
+            return Err(Error::Config(format!(
+                "greenplum.sslmode = {:?} is not one of disable, prefer, require, verify-ca, verify-full",
+                self.sslmode
+            )));
+        }
+        if self.pxf_server.is_empty() || !self.pxf_server.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')) {
+            return Err(Error::Config(format!("greenplum.pxf_server = {:?} must be a PXF server name such as \"default\"", self.pxf_server)));
+        }
+        if self.pxf_root.contains(['\'', '?', '&']) {
+            return Err(Error::Config(format!("greenplum.pxf_root = {:?} may not contain quotes, '?' or '&'", self.pxf_root)));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` is safe to use as an unquoted SQL identifier (and is then also quoted).
+pub fn is_plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
+}
+
+/// The existing deployment's connection variables, mapped onto `greenplum.*`.
+const GREENPLUM_ENV: [(&str, &str); 5] = [
+    ("GPHOST", "host"),
+    ("GPPORT", "port"),
+    ("GPUSER", "user"),
+    ("GPPASSWORD", "password"),
+    ("GPDATABASE", "database"),
+];
+
 /// Keys whose values are secrets and are masked by [`Config::to_masked_toml`].
 const SECRET_MARKERS: [&str; 4] = ["password", "secret", "token", "access_key"];
 
@@ -165,6 +249,12 @@ impl Config {
             .map_err(|e| Error::Config(format!("embedded defaults do not parse: {e}")))?;
         if let Some(layer) = read_file_layer(file)? {
             merge(&mut merged, layer);
+        }
+        for (name, value) in env {
+            if let Some((_, key)) = GREENPLUM_ENV.iter().find(|(var, _)| var == name) {
+                let raw = if *key == "port" { value.clone() } else { format!("{value:?}") };
+                set_dotted(&mut merged, &format!("greenplum.{key}"), &raw, &format!("environment variable {name}"))?;
+            }
         }
         for (name, value) in env {
             // Only EBROKER_<SECTION>__<KEY> names are settings; other EBROKER_* variables
@@ -210,6 +300,7 @@ impl Config {
             return Err(Error::Config("generate.clients = 0; generate at least one client".into()));
         }
         self.kafka.validate()?;
+        self.greenplum.validate()?;
         Ok(())
     }
 
@@ -357,6 +448,23 @@ mod tests {
         let flags = vec![("generate.dirty".to_string(), "1.5".to_string())];
         let err = Config::load_from(None, &[], &flags).unwrap_err().to_string();
         assert!(err.contains("1.5"), "{err}");
+    }
+
+    #[test]
+    fn greenplum_reads_the_deployment_variables_and_rejects_unsafe_names() {
+        let env = vec![
+            ("GPHOST".to_string(), "gp.bank".to_string()),
+            ("GPPORT".to_string(), "6432".to_string()),
+            ("GPPASSWORD".to_string(), "12345".to_string()),
+            ("EBROKER_GREENPLUM__USER".to_string(), "etl".to_string()),
+        ];
+        let c = Config::load_from(None, &env, &[]).unwrap();
+        assert_eq!((c.greenplum.host.as_str(), c.greenplum.port, c.greenplum.user.as_str()), ("gp.bank", 6432, "etl"));
+        assert_eq!(c.greenplum.password, "12345", "a numeric password stays a string");
+        assert!(!c.to_masked_toml().contains("12345"));
+        let flags = vec![("greenplum.schema".to_string(), "\"x; DROP TABLE y\"".to_string())];
+        let err = Config::load_from(None, &[], &flags).unwrap_err().to_string();
+        assert!(err.contains("x; DROP TABLE y") && err.contains("identifier"), "{err}");
     }
 
     #[test]

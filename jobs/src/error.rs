@@ -70,6 +70,15 @@ pub enum Error {
         source: rdkafka::error::KafkaError,
     },
 
+    /// A database (Greenplum or PostgreSQL) call failed. `target` is user@host:port/db.
+    #[error("database {target}: {doing}: {source}")]
+    Database {
+        target: String,
+        doing: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
     /// JSON (run state, reports) could not be encoded or decoded.
     #[error("JSON error on {path}: {source}")]
     Json {

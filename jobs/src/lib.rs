@@ -7,6 +7,7 @@
 //! - [`kafka`] — `produce` (CSV -> topics) and `ingest` (topics -> `raw/`, exactly once).
 //! - [`clean`] — strict parsing, quarantine, dedup, enrichment -> `cleaned/`.
 //! - [`segment`], [`offers`], [`analytics`] — the marts (SPEC §5, §6, §8), via [`marts`].
+//! - [`greenplum`] — `publish greenplum` (PXF or binary COPY) and `verify greenplum`.
 //! - [`pipeline`] — the DAG runner behind `ebroker run`.
 //! - [`operator`] — `ebroker jobs`: the scheduler's jobs, for cluster operators.
 //! - [`cli`] — the `ebroker` command line.
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod functions;
 pub mod generate;
+pub mod greenplum;
 pub mod kafka;
 pub mod marts;
 pub mod offers;

@@ -29,10 +29,20 @@ pub enum Stage {
     Segment,
     Offers,
     Analytics,
+    PublishGreenplum,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 7] = [Stage::Generate, Stage::Produce, Stage::Ingest, Stage::Clean, Stage::Segment, Stage::Offers, Stage::Analytics];
+    pub const ALL: [Stage; 8] = [
+        Stage::Generate,
+        Stage::Produce,
+        Stage::Ingest,
+        Stage::Clean,
+        Stage::Segment,
+        Stage::Offers,
+        Stage::Analytics,
+        Stage::PublishGreenplum,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -43,6 +53,7 @@ impl Stage {
             Stage::Segment => "segment",
             Stage::Offers => "offers",
             Stage::Analytics => "analytics",
+            Stage::PublishGreenplum => "publish_greenplum",
         }
     }
 }
@@ -101,10 +112,10 @@ impl RunState {
 
     /// The summary table printed at the end of a run.
     pub fn render(&self) -> String {
-        let mut out = format!("run {}\n{:<10} {:<10} {:>8} {:>9} {:>12}\n", self.processing_date, "stage", "status", "attempts", "seconds", "rows");
+        let mut out = format!("run {}\n{:<18} {:<10} {:>8} {:>9} {:>12}\n", self.processing_date, "stage", "status", "attempts", "seconds", "rows");
         for s in &self.stages {
             out.push_str(&format!(
-                "{:<10} {:<10} {:>8} {:>9} {:>12}\n",
+                "{:<18} {:<10} {:>8} {:>9} {:>12}\n",
                 s.stage.name(),
                 format!("{:?}", s.status).to_lowercase(),
                 s.attempts,
@@ -158,6 +169,7 @@ pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &
         let not_needed = match stage {
             Stage::Generate => options.input.is_some(),
             Stage::Produce | Stage::Ingest => !config.kafka.enabled(),
+            Stage::PublishGreenplum => !config.greenplum.enabled(),
             _ => false,
         };
         if not_needed {
@@ -243,5 +255,6 @@ async fn run_stage(stage: Stage, config: &Config, engine: &Engine, warehouse: &W
         Stage::Segment => crate::segment::segment(engine, warehouse, sql, date).await,
         Stage::Offers => Ok(crate::offers::offers(engine, warehouse, sql, date).await?.offers),
         Stage::Analytics => Ok(crate::analytics::analytics(engine, warehouse, sql, date).await?.daily_rows),
+        Stage::PublishGreenplum => Ok(crate::greenplum::publish(&config.greenplum, warehouse, sql, date).await?.rows()),
     }
 }

@@ -24,6 +24,8 @@ const BUILTIN: &[(&str, &str)] = sql_files!(
     "datafusion/report_offers_by_type.sql",
     "datafusion/report_top_clients.sql",
     "datafusion/report_offers_by_priority.sql",
+    "greenplum/segmentation.sql",
+    "greenplum/verify.sql",
     "offer_templates.csv",
 );
 

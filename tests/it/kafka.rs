@@ -174,3 +174,18 @@ async fn malformed_messages_are_quarantined_with_their_reasons() {
     ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE).await.unwrap();
     assert_eq!(wh.rows("SELECT client_id, phone FROM clients").await, vec![vec!["CLIENT_000001".to_string(), "79160000000".to_string()]]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_kafka_goes_generate_produce_ingest_clean() {
+    use ebroker::pipeline::{run, RunOptions, Stage, Status};
+    let prefix = unique_name("dag");
+    let wh = kafka_warehouse(&prefix);
+    let options = RunOptions { date: chrono::NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(), input: None, clients: 2_000, seed: 3, dirty: 0.03, resume: false };
+    let state = run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options).await.unwrap();
+    assert!(state.stages.iter().all(|s| s.status == Status::Succeeded), "{}", state.render());
+    let generated = state.stage(Stage::Generate).rows.unwrap();
+    assert_eq!(state.stage(Stage::Produce).rows, Some(generated), "every generated line was delivered");
+    assert_eq!(state.stage(Stage::Ingest).rows, Some(generated), "and ingested");
+    assert_eq!(state.stage(Stage::Clean).rows, Some(generated), "and read by clean");
+    assert!(state.stage(Stage::Offers).rows.unwrap() > 0);
+}

@@ -1,0 +1,125 @@
+//! The SQL statements of `publish greenplum`, generated from the table definitions for each
+//! flavour. Greenplum clauses (APPENDOPTIMIZED, DISTRIBUTED BY, EXTERNAL TABLE, pxf://) appear
+//! only in the `greenplum` flavour; the `postgres` flavour is plain PostgreSQL. The schema is
+//! validated as a plain identifier by the configuration and quoted everywhere.
+//!
+//! PXF cannot read Parquet INT64 timestamps (greenplum-db/pxf#918), so the external tables
+//! declare timestamp columns as BIGINT (microseconds since the epoch, which is what the
+//! Parquet files hold) and the load converts them with `to_timestamp(us / 1e6)` in UTC.
+
+use super::tables::{distribution_key, PgTable, PgType, Source};
+use crate::storage::Zone;
+
+/// The table holding the database's own segmentation (sql/greenplum/segmentation.sql).
+pub const IN_DATABASE_SEGMENTATION: &str = "client_segmentation_gp";
+
+/// `"schema"."name"`.
+pub fn qualified(schema: &str, name: &str) -> String {
+    format!("\"{schema}\".\"{name}\"")
+}
+
+/// Schema, tables and indexes, created when missing.
+pub fn create_statements(schema: &str, tables: &[PgTable], greenplum: bool) -> Vec<String> {
+    let mut out = vec![format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")];
+    for table in tables {
+        out.push(create_table(schema, &table.name, table, greenplum));
+        if table.name == "client_segmentation" {
+            out.push(create_table(schema, IN_DATABASE_SEGMENTATION, table, greenplum));
+        }
+        for column in &table.indexes {
+            out.push(format!(
+                "CREATE INDEX IF NOT EXISTS \"{name}_{column}_idx\" ON {} ({column})",
+                qualified(schema, &table.name),
+                name = table.name
+            ));
+        }
+    }
+    out
+}
+
+fn create_table(schema: &str, name: &str, table: &PgTable, greenplum: bool) -> String {
+    let mut columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| format!("    {} {}{}", c.name, c.pg_type.sql(), if c.nullable { "" } else { " NOT NULL" }))
+        .collect();
+    columns.push("    processing_date DATE NOT NULL".into());
+    let storage = if greenplum {
+        format!("\nWITH (APPENDOPTIMIZED=TRUE, COMPRESSTYPE=ZSTD, COMPRESSLEVEL=3)\nDISTRIBUTED BY ({})", distribution_key(table))
+    } else {
+        String::new()
+    };
+    format!("CREATE TABLE IF NOT EXISTS {} (\n{}\n){storage}", qualified(schema, name), columns.join(",\n"))
+}
+
+/// Removes one day of a table (the first half of a day's replacement).
+pub fn delete_day(schema: &str, table: &str, date: &str) -> String {
+    format!("DELETE FROM {} WHERE processing_date = DATE '{date}'", qualified(schema, table))
+}
+
+/// The binary COPY of the postgres flavour.
+pub fn copy_in(schema: &str, table: &PgTable) -> String {
+    format!("COPY {} ({}, processing_date) FROM STDIN (FORMAT binary)", qualified(schema, &table.name), table.column_names().join(", "))
+}
+
+/// Where PXF finds one day of a table: `<pxf_root>/<zone>/<table>/processing_date=D`.
+pub fn pxf_location(pxf_root: &str, table: &PgTable, date: &str, server: &str) -> String {
+    let zone = match table.source {
+        Source::Cleaned => Zone::Cleaned,
+        Source::Mart => Zone::Marts,
+    };
+    let root = pxf_root.trim_matches('/');
+    format!("pxf://{root}/{}/{}/processing_date={date}?PROFILE=hdfs:parquet&SERVER={server}", zone.dir(), table.name)
+}
+
+/// The greenplum flavour's load of one day of a table: the external table over that day's
+/// Parquet, then the day's rows replaced from it, one row per key (the latest event).
+pub fn pxf_load(schema: &str, table: &PgTable, date: &str, pxf_root: &str, server: &str) -> Vec<String> {
+    let external = qualified(schema, &format!("ext_{}", table.name));
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let pxf_type = match c.pg_type {
+                PgType::Timestamp => PgType::Int8,
+                PgType::Numeric { .. } => PgType::Float8,
+                other => other,
+            };
+            format!("    {} {}", c.name, pxf_type.sql())
+        })
+        .collect();
+    let select: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| match c.pg_type {
+            PgType::Timestamp => format!("(to_timestamp({0} / 1000000.0) AT TIME ZONE 'UTC')::TIMESTAMP AS {0}", c.name),
+            PgType::Numeric { scale } => format!("round({0}::NUMERIC, {scale}) AS {0}", c.name),
+            _ => c.name.clone(),
+        })
+        .collect();
+    let order = match &table.latest_by {
+        Some(event) => format!("{event} DESC"),
+        None => table.key.clone(),
+    };
+    vec![
+        format!("DROP EXTERNAL TABLE IF EXISTS {external}"),
+        format!(
+            "CREATE READABLE EXTERNAL TABLE {external} (\n{}\n)\nLOCATION ('{}')\nFORMAT 'CUSTOM' (FORMATTER='pxfwritable_import')",
+            columns.join(",\n"),
+            pxf_location(pxf_root, table, date, server)
+        ),
+        delete_day(schema, &table.name, date),
+        format!(
+            "INSERT INTO {} ({names}, processing_date)\nSELECT {names}, DATE '{date}'\nFROM (\n    SELECT {select},\n           row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS load_rank\n    FROM {external}\n) deduplicated\nWHERE load_rank = 1",
+            qualified(schema, &table.name),
+            names = table.column_names().join(", "),
+            select = select.join(",\n           "),
+            key = table.key,
+        ),
+    ]
+}
+
+/// Statistics after a load.
+pub fn analyze(schema: &str, table: &str) -> String {
+    format!("ANALYZE {}", qualified(schema, table))
+}
