@@ -213,3 +213,19 @@ pub fn generate_sources(dir: &Path, clients: u64, seed: u64, dirty: f64) -> u64 
     };
     ebroker::generate::generate(&options).expect("generate").rows()
 }
+
+/// Settings that point `publish greenplum` at the test PostgreSQL (`EBROKER_TEST_POSTGRES`,
+/// host:port, user postgres) in a schema of its own, flavour `postgres`.
+pub fn postgres_settings(schema: &str) -> Vec<(String, String)> {
+    let address = service("EBROKER_TEST_POSTGRES");
+    let (host, port) = address.rsplit_once(':').expect("EBROKER_TEST_POSTGRES is host:port");
+    vec![
+        ("greenplum.host".into(), format!("{host:?}")),
+        ("greenplum.port".into(), port.to_string()),
+        ("greenplum.user".into(), "\"postgres\"".into()),
+        ("greenplum.database".into(), "\"postgres\"".into()),
+        ("greenplum.schema".into(), format!("{schema:?}")),
+        ("greenplum.flavour".into(), "\"postgres\"".into()),
+        ("greenplum.sslmode".into(), "\"disable\"".into()),
+    ]
+}

@@ -29,9 +29,11 @@ cargo build -p ebroker-scheduler -p ebroker-executor
 echo "== starting services on 127.0.0.1"
 export EBROKER_CLUSTER_DIR="${EBROKER_CLUSTER_DIR:-$(mktemp -d /tmp/ebroker-cluster.XXXXXX)}"
 export EBROKER_KAFKA_DIR="${EBROKER_KAFKA_DIR:-$(mktemp -d /tmp/ebroker-kafka.XXXXXX)}"
+export EBROKER_PG_DIR="${EBROKER_PG_DIR:-$(mktemp -d /tmp/ebroker-pg.XXXXXX)}"
 stop_services() {
   deploy/local/cluster.sh stop || true
   deploy/local/kafka.sh stop || true
+  deploy/local/postgres.sh stop || true
 }
 trap stop_services EXIT
 deploy/local/cluster.sh stop >/dev/null 2>&1 || true
@@ -39,6 +41,8 @@ deploy/local/cluster.sh start
 export EBROKER_TEST_CLUSTER="df://127.0.0.1:${EBROKER_SCHEDULER_PORT:-50050}"
 deploy/local/kafka.sh start
 export EBROKER_TEST_KAFKA="127.0.0.1:${EBROKER_KAFKA_PORT:-9092}"
+deploy/local/postgres.sh start
+export EBROKER_TEST_POSTGRES="127.0.0.1:${EBROKER_PG_PORT:-55432}"
 
 echo "== running tests ($(date -u +%H:%M:%S))"
 cargo test --workspace "$@"

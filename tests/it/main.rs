@@ -3,6 +3,7 @@
 
 mod cleaning;
 mod cluster;
+mod greenplum;
 mod kafka;
 mod pipeline;
 mod rules;

@@ -6,6 +6,10 @@
 //! PXF cannot read Parquet INT64 timestamps (greenplum-db/pxf#918), so the external tables
 //! declare timestamp columns as BIGINT (microseconds since the epoch, which is what the
 //! Parquet files hold) and the load converts them with `to_timestamp(us / 1e6)` in UTC.
+//! Likewise INTEGER columns are read as the BIGINT they are in Parquet and money columns as
+//! the DOUBLE they are, and cast on insert. None of this can run here (no Greenplum or PXF
+//! package is reachable): the statements are checked as golden text, and the PostgreSQL
+//! flavour runs against a real PostgreSQL in the tests.
 
 use super::tables::{distribution_key, PgTable, PgType, Source};
 use crate::storage::Zone;
@@ -81,7 +85,8 @@ pub fn pxf_load(schema: &str, table: &PgTable, date: &str, pxf_root: &str, serve
         .iter()
         .map(|c| {
             let pxf_type = match c.pg_type {
-                PgType::Timestamp => PgType::Int8,
+                // the Parquet physical types: INT64 (timestamps: micros), DOUBLE
+                PgType::Timestamp | PgType::Int4 => PgType::Int8,
                 PgType::Numeric { .. } => PgType::Float8,
                 other => other,
             };
