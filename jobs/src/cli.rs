@@ -105,6 +105,8 @@ pub enum Command {
     /// Push a date's tables to a target system: greenplum (SPEC §7) or clickhouse (SPEC §8).
     #[command(subcommand)]
     Publish(PublishCommand),
+    /// Run the standard reports (SPEC §8) and the segment distribution in ClickHouse.
+    Report(AnalyticsArgs),
     /// Check a target against the warehouse.
     #[command(subcommand)]
     Verify(VerifyCommand),
@@ -217,6 +219,10 @@ pub enum PublishCommand {
     /// PostgreSQL (binary COPY), replacing the day in one transaction, and run the in-database
     /// segmentation (sql/greenplum/segmentation.sql). Connection: [greenplum] or GPHOST etc.
     Greenplum(DateArgs),
+    /// Publish marketing_clients, targeted_offers and marketing_analytics_daily to ClickHouse
+    /// (RowBinary, lz4); each table's month is rebuilt in a staging table and swapped in
+    /// atomically, so a day published twice is there once. Connection: [clickhouse].
+    Clickhouse(DateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -363,6 +369,21 @@ pub async fn execute(cli: Cli) -> Result<()> {
             let sql = SqlLibrary::new(sql_dir(&config));
             let report = crate::greenplum::publish(&config.greenplum, &warehouse, &sql, &date).await?;
             print!("{}", report.render());
+            Ok(())
+        }
+        Command::Publish(PublishCommand::Clickhouse(args)) => {
+            let date = date_or_today(&args);
+            let warehouse = Warehouse::open(&config.warehouse.root, &crate::storage::StoreRegistry::new())?;
+            let sql = SqlLibrary::new(sql_dir(&config));
+            let report = crate::clickhouse::publish(&config.clickhouse, &warehouse, &sql, &date).await?;
+            print!("{}", report.render());
+            Ok(())
+        }
+        Command::Report(args) => {
+            let date = date_or_today(&args.date);
+            let sql = SqlLibrary::new(sql_dir(&config));
+            let report = crate::clickhouse::report(&config.clickhouse, &sql, &date).await?;
+            print!("{}", report.render(args.format)?);
             Ok(())
         }
         Command::Verify(VerifyCommand::Greenplum(args)) => {

@@ -29,6 +29,7 @@ pub struct Config {
     pub sql: SqlConfig,
     pub kafka: KafkaConfig,
     pub greenplum: GreenplumConfig,
+    pub clickhouse: ClickHouseConfig,
 }
 
 /// Where the warehouse lives.
@@ -210,6 +211,48 @@ impl GreenplumConfig {
     }
 }
 
+/// The ClickHouse target of SPEC §8 (marketing marts, daily analytics, reports).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP endpoint (`http://host:8123`, or `https://` for TLS); empty = no ClickHouse target.
+    pub url: String,
+    pub user: String,
+    /// Never logged; masked by `ebroker config show`.
+    pub password: String,
+    /// Database of the tables (a plain identifier).
+    pub database: String,
+    /// Rows per INSERT (10,000 to 1,000,000).
+    pub batch_rows: usize,
+    /// Attempts per table before a publish gives up.
+    pub retries: u32,
+    /// Wait before the first retry, doubled on each further one.
+    pub retry_backoff_ms: u64,
+}
+
+impl ClickHouseConfig {
+    /// Whether a ClickHouse target is configured.
+    pub fn enabled(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.enabled() && !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(Error::Config(format!("clickhouse.url = {:?} is not an HTTP endpoint; use http://host:8123 (or https:// for TLS)", self.url)));
+        }
+        if !is_plain_identifier(&self.database) {
+            return Err(Error::Config(format!(
+                "clickhouse.database = {:?} is not a plain identifier; use lower-case letters, digits and _",
+                self.database
+            )));
+        }
+        if !(10_000..=1_000_000).contains(&self.batch_rows) {
+            return Err(Error::Config(format!("clickhouse.batch_rows = {} is outside 10000..1000000", self.batch_rows)));
+        }
+        Ok(())
+    }
+}
+
 /// Whether `name` is safe to use as an unquoted SQL identifier (and is then also quoted).
 pub fn is_plain_identifier(name: &str) -> bool {
     let mut chars = name.chars();
@@ -301,6 +344,7 @@ impl Config {
         }
         self.kafka.validate()?;
         self.greenplum.validate()?;
+        self.clickhouse.validate()?;
         Ok(())
     }
 

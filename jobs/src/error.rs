@@ -79,6 +79,15 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// A ClickHouse call failed.
+    #[error("ClickHouse at {url}: {doing}: {source}")]
+    ClickHouse {
+        url: String,
+        doing: String,
+        #[source]
+        source: clickhouse::error::Error,
+    },
+
     /// JSON (run state, reports) could not be encoded or decoded.
     #[error("JSON error on {path}: {source}")]
     Json {

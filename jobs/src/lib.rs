@@ -8,6 +8,7 @@
 //! - [`clean`] — strict parsing, quarantine, dedup, enrichment -> `cleaned/`.
 //! - [`segment`], [`offers`], [`analytics`] — the marts (SPEC §5, §6, §8), via [`marts`].
 //! - [`greenplum`] — `publish greenplum` (PXF or binary COPY) and `verify greenplum`.
+//! - [`clickhouse`] — `publish clickhouse` (atomic partition swaps) and `report`.
 //! - [`pipeline`] — the DAG runner behind `ebroker run`.
 //! - [`operator`] — `ebroker jobs`: the scheduler's jobs, for cluster operators.
 //! - [`cli`] — the `ebroker` command line.
@@ -18,6 +19,7 @@
 
 pub mod analytics;
 pub mod clean;
+pub mod clickhouse;
 pub mod cli;
 pub mod cluster;
 pub mod config;

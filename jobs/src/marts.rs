@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 
 use crate::clean::cleaned_schema;
@@ -40,6 +42,37 @@ pub async fn write_partition(engine: &Engine, warehouse: &Warehouse, stage: &str
     warehouse.commit(&staged, &Warehouse::partition(zone, table, date)).await?;
     tracing::info!(table, date, rows, "published");
     Ok(rows)
+}
+
+/// Streams the record batches of one day of a table (`zone/table/processing_date=date/`),
+/// file by file, for loaders that push a day to another system. Fails when the day has no
+/// files, naming the stage that writes them.
+pub async fn read_partition(warehouse: &Warehouse, zone: Zone, table: &str, date: &str) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let partition = Warehouse::partition(zone, table, date);
+    let files: Vec<_> = warehouse.list_files(&partition).await?.into_iter().filter(|p| p.as_ref().ends_with(".parquet")).collect();
+    if files.is_empty() {
+        return Err(Error::Input {
+            path: warehouse.url(&partition).to_string(),
+            message: format!("{table} has no data for {date}; run the stage that writes it first (`ebroker run --date {date}`)"),
+        });
+    }
+    let store = Arc::clone(warehouse.store());
+    let batches = futures::stream::iter(files)
+        .then(move |file| {
+            let store = Arc::clone(&store);
+            async move {
+                let path = file.to_string();
+                #[allow(deprecated)] // still the reader DataFusion 55 uses itself
+                let reader = datafusion::parquet::arrow::async_reader::ParquetObjectReader::new(store, file);
+                let stream = ParquetRecordBatchStreamBuilder::new(reader)
+                    .await
+                    .and_then(|b| b.with_batch_size(8192).build())
+                    .map_err(|source| Error::Parquet { path: path.clone(), source })?;
+                Ok::<_, Error>(stream.map_err(move |source| Error::Parquet { path: path.clone(), source }))
+            }
+        })
+        .try_flatten();
+    Ok(batches.boxed())
 }
 
 /// Publishes `batch` (built in the client, e.g. the day's offer templates) as the partition

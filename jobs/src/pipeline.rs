@@ -30,10 +30,11 @@ pub enum Stage {
     Offers,
     Analytics,
     PublishGreenplum,
+    PublishClickhouse,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 8] = [
+    pub const ALL: [Stage; 9] = [
         Stage::Generate,
         Stage::Produce,
         Stage::Ingest,
@@ -42,6 +43,7 @@ impl Stage {
         Stage::Offers,
         Stage::Analytics,
         Stage::PublishGreenplum,
+        Stage::PublishClickhouse,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +56,7 @@ impl Stage {
             Stage::Offers => "offers",
             Stage::Analytics => "analytics",
             Stage::PublishGreenplum => "publish_greenplum",
+            Stage::PublishClickhouse => "publish_clickhouse",
         }
     }
 }
@@ -170,6 +173,7 @@ pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &
             Stage::Generate => options.input.is_some(),
             Stage::Produce | Stage::Ingest => !config.kafka.enabled(),
             Stage::PublishGreenplum => !config.greenplum.enabled(),
+            Stage::PublishClickhouse => !config.clickhouse.enabled(),
             _ => false,
         };
         if not_needed {
@@ -256,5 +260,6 @@ async fn run_stage(stage: Stage, config: &Config, engine: &Engine, warehouse: &W
         Stage::Offers => Ok(crate::offers::offers(engine, warehouse, sql, date).await?.offers),
         Stage::Analytics => Ok(crate::analytics::analytics(engine, warehouse, sql, date).await?.daily_rows),
         Stage::PublishGreenplum => Ok(crate::greenplum::publish(&config.greenplum, warehouse, sql, date).await?.rows()),
+        Stage::PublishClickhouse => Ok(crate::clickhouse::publish(&config.clickhouse, warehouse, sql, date).await?.rows()),
     }
 }

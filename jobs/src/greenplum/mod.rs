@@ -184,27 +184,17 @@ async fn load_through_pxf(config: &GreenplumConfig, warehouse: &Warehouse, conn:
 /// Streams one day of a table's Parquet into `COPY ... FROM STDIN (FORMAT binary)`.
 async fn copy_table(config: &GreenplumConfig, warehouse: &Warehouse, conn: &mut PgConnection, table: &PgTable, date: &str) -> Result<u64> {
     let zone = if table.source == Source::Cleaned { Zone::Cleaned } else { Zone::Marts };
-    let partition = Warehouse::partition(zone, &table.name, date);
-    let files: Vec<_> = warehouse.list_files(&partition).await?.into_iter().filter(|p| p.as_ref().ends_with(".parquet")).collect();
+    let mut batches = crate::marts::read_partition(warehouse, zone, &table.name, date).await?;
     let processing_date = check_date(date)?;
     let mut copy = conn.copy_in_raw(&ddl::copy_in(&config.schema, table)).await.map_err(db_error(config, format!("starting COPY into {}", table.name)))?;
     let mut buffer = Vec::with_capacity(COPY_CHUNK_BYTES + (64 << 10));
     copy::header(&mut buffer);
-    for file in files {
-        let path = file.to_string();
-        #[allow(deprecated)]
-        let reader = datafusion::parquet::arrow::async_reader::ParquetObjectReader::new(Arc::clone(warehouse.store()), file);
-        let mut batches = ParquetRecordBatchStreamBuilder::new(reader)
-            .await
-            .and_then(|b| b.with_batch_size(8192).build())
-            .map_err(|source| Error::Parquet { path: path.clone(), source })?;
-        while let Some(batch) = batches.try_next().await.map_err(|source| Error::Parquet { path: path.clone(), source })? {
-            copy::encode_batch(&table.columns, &batch, processing_date, &mut buffer)
-                .map_err(|message| Error::Input { path: path.clone(), message })?;
-            if buffer.len() >= COPY_CHUNK_BYTES {
-                copy.send(std::mem::take(&mut buffer)).await.map_err(db_error(config, format!("sending COPY data to {}", table.name)))?;
-                buffer.reserve(COPY_CHUNK_BYTES + (64 << 10));
-            }
+    while let Some(batch) = batches.try_next().await? {
+        copy::encode_batch(&table.columns, &batch, processing_date, &mut buffer)
+            .map_err(|message| Error::Input { path: format!("{}/{}/processing_date={date}", zone.dir(), table.name), message })?;
+        if buffer.len() >= COPY_CHUNK_BYTES {
+            copy.send(std::mem::take(&mut buffer)).await.map_err(db_error(config, format!("sending COPY data to {}", table.name)))?;
+            buffer.reserve(COPY_CHUNK_BYTES + (64 << 10));
         }
     }
     copy::trailer(&mut buffer);
