@@ -229,3 +229,15 @@ pub fn postgres_settings(schema: &str) -> Vec<(String, String)> {
         ("greenplum.sslmode".into(), "\"disable\"".into()),
     ]
 }
+
+/// Settings that point ClickHouse publishing at the test server (`EBROKER_TEST_CLICKHOUSE`,
+/// an HTTP URL) in a database of its own, with quick retries.
+pub fn clickhouse_settings(database: &str) -> Vec<(String, String)> {
+    vec![
+        ("clickhouse.url".into(), format!("{:?}", service("EBROKER_TEST_CLICKHOUSE"))),
+        ("clickhouse.database".into(), format!("{database:?}")),
+        ("clickhouse.retries".into(), "2".into()),
+        ("clickhouse.retry_backoff_ms".into(), "200".into()),
+        ("clickhouse.batch_rows".into(), "10000".into()),
+    ]
+}

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on this machine and runs all of them.
 #
-# Installs what is missing, starts the services the integration tests use on 127.0.0.1
-# (each later issue adds its service script under deploy/local/ and its start line here),
-# exports their addresses, runs the whole test suite, and stops the services again.
+# Installs what is missing, starts the services the integration tests use on 127.0.0.1 — a
+# Ballista scheduler with two executors, a Kafka-protocol broker (noida-db, from PyPI),
+# PostgreSQL 15 (Greenplum's stand-in, from apt) and ClickHouse 18.16 (from apt) — exports
+# their addresses, runs the whole test suite, and stops the services again.
 #
 #   deploy/local/test.sh            # everything
 #   deploy/local/test.sh -- rules   # extra arguments go to `cargo test`
@@ -30,7 +31,9 @@ echo "== starting services on 127.0.0.1"
 export EBROKER_CLUSTER_DIR="${EBROKER_CLUSTER_DIR:-$(mktemp -d /tmp/ebroker-cluster.XXXXXX)}"
 export EBROKER_KAFKA_DIR="${EBROKER_KAFKA_DIR:-$(mktemp -d /tmp/ebroker-kafka.XXXXXX)}"
 export EBROKER_PG_DIR="${EBROKER_PG_DIR:-$(mktemp -d /tmp/ebroker-pg.XXXXXX)}"
+export EBROKER_CH_DIR="${EBROKER_CH_DIR:-$(mktemp -d /tmp/ebroker-clickhouse.XXXXXX)}"
 stop_services() {
+  deploy/local/clickhouse.sh stop || true
   deploy/local/cluster.sh stop || true
   deploy/local/kafka.sh stop || true
   deploy/local/postgres.sh stop || true
@@ -43,6 +46,8 @@ deploy/local/kafka.sh start
 export EBROKER_TEST_KAFKA="127.0.0.1:${EBROKER_KAFKA_PORT:-9092}"
 deploy/local/postgres.sh start
 export EBROKER_TEST_POSTGRES="127.0.0.1:${EBROKER_PG_PORT:-55432}"
+deploy/local/clickhouse.sh start
+export EBROKER_TEST_CLICKHOUSE="http://127.0.0.1:${EBROKER_CH_HTTP_PORT:-18123}"
 
 echo "== running tests ($(date -u +%H:%M:%S))"
 cargo test --workspace "$@"

@@ -2,6 +2,7 @@
 //! dirty data, and (in later modules) the real services on 127.0.0.1.
 
 mod cleaning;
+mod clickhouse;
 mod cluster;
 mod greenplum;
 mod kafka;
