@@ -49,6 +49,13 @@ export EBROKER_TEST_POSTGRES="127.0.0.1:${EBROKER_PG_PORT:-55432}"
 deploy/local/clickhouse.sh start
 export EBROKER_TEST_CLICKHOUSE="http://127.0.0.1:${EBROKER_CH_HTTP_PORT:-18123}"
 
+# The stock Python Flight SQL client (ADBC) that the Flight SQL test drives.
+VENV="${EBROKER_VENV:-$HOME/.cache/ebroker/venv}"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -c "import adbc_driver_flightsql, pyarrow" 2>/dev/null \
+  || "$VENV/bin/pip" install -q "adbc-driver-flightsql==1.13.0" "adbc-driver-manager==1.13.0" pyarrow
+export EBROKER_TEST_PYTHON="$VENV/bin/python"
+
 echo "== running tests ($(date -u +%H:%M:%S))"
 cargo test --workspace "$@"
 echo "== all tests passed ($(date -u +%H:%M:%S))"

@@ -110,6 +110,11 @@ pub enum Command {
     /// Check a target against the warehouse.
     #[command(subcommand)]
     Verify(VerifyCommand),
+    /// Query the warehouse with SQL: `cleaned.clients`, `marts.targeted_offers`, ... (every
+    /// zone is a schema, `processing_date` a column). An interactive shell without -e/-f.
+    Sql(SqlArgs),
+    /// Serve the warehouse over Arrow Flight SQL for JDBC/ADBC tools (DBeaver, Python ADBC).
+    Serve(ServeArgs),
     /// Jobs on the Ballista scheduler (`--cluster` or cluster.url): list, status, cancel.
     #[command(subcommand)]
     Jobs(JobsCommand),
@@ -211,6 +216,35 @@ pub struct RunArgs {
     /// Skip the stages that already succeeded for this date.
     #[arg(long)]
     pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// Run these statements and exit (separate several with `;`).
+    #[arg(short = 'e', long = "execute", value_name = "SQL", conflicts_with = "file")]
+    pub execute: Option<String>,
+    /// Run the statements in this file and exit.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = crate::shell::OutputFormat::Table)]
+    pub format: crate::shell::OutputFormat,
+    /// Write results to this file instead of standard output (needed for parquet).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default serve.host, 127.0.0.1).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port (default serve.port, 50070).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Bearer token clients must send (default serve.token; empty = none).
+    #[arg(long, env = "EBROKER_SERVE__TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -399,6 +433,26 @@ pub async fn execute(cli: Cli) -> Result<()> {
             } else {
                 Err(Error::Reconcile { table: "client_segmentation".into(), message: format!("{} clients differ between the database and the mart", differences.len()) })
             }
+        }
+        Command::Sql(args) => {
+            let (engine, warehouse, _) = open(&config).await?;
+            let output = crate::shell::Output { format: args.format, path: args.output };
+            let mut shell = crate::shell::Shell::open(&engine, &warehouse, output).await?;
+            match (args.execute, args.file) {
+                (Some(sql), _) => shell.run_script(&sql).await,
+                (None, Some(file)) => shell.run_script(&std::fs::read_to_string(&file).map_err(Error::io(&file))?).await,
+                (None, None) => shell.interactive().await,
+            }
+        }
+        Command::Serve(args) => {
+            let (engine, warehouse, _) = open(&config).await?;
+            let host = args.host.unwrap_or(config.serve.host.clone());
+            let address: std::net::SocketAddr = format!("{host}:{}", args.port.unwrap_or(config.serve.port))
+                .parse()
+                .map_err(|_| Error::Usage(format!("--host {host:?} is not an IP address")))?;
+            let token = args.token.or(Some(config.serve.token.clone()));
+            let service = crate::flight::WarehouseFlightSql::new(engine, &warehouse, token).await?;
+            crate::flight::serve(service, address).await
         }
         Command::Clean(args) => {
             let date = args.date.unwrap_or_else(today).to_string();

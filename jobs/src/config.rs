@@ -30,6 +30,18 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub greenplum: GreenplumConfig,
     pub clickhouse: ClickHouseConfig,
+    pub serve: ServeConfig,
+}
+
+/// The Flight SQL endpoint of `ebroker serve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on; 127.0.0.1 keeps it on this machine.
+    pub host: String,
+    pub port: u16,
+    /// Bearer token clients must send; empty = no authentication. Masked by `config show`.
+    pub token: String,
 }
 
 /// Where the warehouse lives.
@@ -345,6 +357,9 @@ impl Config {
         self.kafka.validate()?;
         self.greenplum.validate()?;
         self.clickhouse.validate()?;
+        if self.serve.host.parse::<std::net::IpAddr>().is_err() {
+            return Err(Error::Config(format!("serve.host = {:?} is not an IP address; use 127.0.0.1, or 0.0.0.0 for every interface", self.serve.host)));
+        }
         Ok(())
     }
 

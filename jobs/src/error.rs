@@ -17,6 +17,11 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     Usage(String),
 
+    /// An analyst's SQL does not parse or plan (exit code 2); DataFusion's message, which
+    /// starts with what kind of error it is and gives the line and column of a syntax error.
+    #[error("{0}")]
+    Sql(String),
+
     /// A file or directory could not be read or written.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -120,7 +125,7 @@ impl Error {
     /// mistakes, 3 for bad input data, 4 for failed reconciliation, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) | Error::Config(_) => 2,
+            Error::Usage(_) | Error::Config(_) | Error::Sql(_) => 2,
             Error::Input { .. } => 3,
             Error::Reconcile { .. } => 4,
             _ => 1,

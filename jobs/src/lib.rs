@@ -10,6 +10,7 @@
 //! - [`greenplum`] — `publish greenplum` (PXF or binary COPY) and `verify greenplum`.
 //! - [`clickhouse`] — `publish clickhouse` (atomic partition swaps) and `report`.
 //! - [`pipeline`] — the DAG runner behind `ebroker run`.
+//! - [`catalog`], [`shell`], [`flight`] — the warehouse as SQL: `ebroker sql` and `ebroker serve`.
 //! - [`operator`] — `ebroker jobs`: the scheduler's jobs, for cluster operators.
 //! - [`cli`] — the `ebroker` command line.
 //!
@@ -18,6 +19,7 @@
 //! [`functions`] (SQL functions), [`progress`], [`resources`], [`error`].
 
 pub mod analytics;
+pub mod catalog;
 pub mod clean;
 pub mod clickhouse;
 pub mod cli;
@@ -25,6 +27,7 @@ pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod flight;
 pub mod functions;
 pub mod generate;
 pub mod greenplum;
@@ -37,6 +40,7 @@ pub mod progress;
 pub mod resources;
 pub mod schema;
 pub mod segment;
+pub mod shell;
 pub mod sql;
 pub mod storage;
 

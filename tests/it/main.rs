@@ -8,3 +8,4 @@ mod greenplum;
 mod kafka;
 mod pipeline;
 mod rules;
+mod sql;
