@@ -123,20 +123,49 @@ pub enum Command {
     Config(ConfigCommand),
 }
 
+/// The generator's flags, shared by `generate`, `produce` and `run`.
 #[derive(Debug, Args)]
-pub struct GenerateArgs {
-    /// Number of clients; the other tables follow SPEC §2's proportions (9.8 rows per client).
+pub struct GeneratorArgs {
+    /// Number of clients (default generate.clients); the other tables follow SPEC §2's
+    /// proportions (9.8 rows per client).
     #[arg(long)]
     pub clients: Option<u64>,
-    /// Seed: the same seed and --date give byte-identical files.
+    /// Seed (default generate.seed): the same seed and date give byte-identical files.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Fraction of records with dirt (duplicates, bad values, broken lines), 0..1 (default
+    /// generate.dirty).
+    #[arg(long, value_name = "FRACTION")]
+    pub dirty: Option<f64>,
+}
+
+impl GeneratorArgs {
+    /// The generator's options: these flags over the configuration.
+    pub fn options(&self, config: &Config, anchor: NaiveDate, out: PathBuf) -> GenerateOptions {
+        GenerateOptions {
+            clients: self.clients.unwrap_or(config.generate.clients),
+            seed: self.seed.unwrap_or(config.generate.seed),
+            dirty: self.dirty.unwrap_or(config.generate.dirty),
+            anchor,
+            out,
+        }
+    }
+}
+
+/// Runs the generator on a blocking thread.
+async fn generate_files(options: GenerateOptions) -> Result<crate::generate::GenerateReport> {
+    tokio::task::spawn_blocking(move || generate(&options))
+        .await
+        .map_err(|e| Error::Stage { stage: "generate".into(), message: e.to_string() })?
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
     /// Directory to write the CSV files into.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Fraction of records with dirt (duplicates, bad values, broken lines), 0..1.
-    #[arg(long, value_name = "FRACTION")]
-    pub dirty: Option<f64>,
     /// The day the data ends on ("today" of the data set); default: today.
     #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
     pub date: Option<NaiveDate>,
@@ -147,15 +176,8 @@ pub struct ProduceArgs {
     /// Directory with the seven CSV files; without it, --clients are generated first.
     #[arg(long, value_name = "DIR", conflicts_with = "clients")]
     pub input: Option<PathBuf>,
-    /// Clients to generate when there is no --input (default generate.clients).
-    #[arg(long)]
-    pub clients: Option<u64>,
-    /// Generator seed (default generate.seed).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Fraction of dirty generated records (default generate.dirty).
-    #[arg(long, value_name = "FRACTION")]
-    pub dirty: Option<f64>,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
     /// The day generated data ends on; default: today.
     #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
     pub date: Option<NaiveDate>,
@@ -204,15 +226,8 @@ pub struct RunArgs {
     /// Directory with the seven source CSV files; without it, sources are generated.
     #[arg(long, value_name = "DIR", conflicts_with = "clients")]
     pub input: Option<PathBuf>,
-    /// Clients to generate when there is no --input (default generate.clients, 5,000).
-    #[arg(long)]
-    pub clients: Option<u64>,
-    /// Generator seed (default generate.seed).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Fraction of dirty generated records (default generate.dirty).
-    #[arg(long, value_name = "FRACTION")]
-    pub dirty: Option<f64>,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
     /// Skip the stages that already succeeded for this date.
     #[arg(long)]
     pub resume: bool,
@@ -336,16 +351,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Generate(args) => {
-            let options = GenerateOptions {
-                clients: args.clients.unwrap_or(config.generate.clients),
-                seed: args.seed.unwrap_or(config.generate.seed),
-                dirty: args.dirty.unwrap_or(config.generate.dirty),
-                anchor: args.date.unwrap_or_else(today),
-                out: args.out,
-            };
-            let report = tokio::task::spawn_blocking(move || generate(&options))
-                .await
-                .map_err(|e| Error::Stage { stage: "generate".into(), message: e.to_string() })??;
+            let report = generate_files(args.generator.options(&config, args.date.unwrap_or_else(today), args.out)).await?;
             let secs = report.elapsed.as_secs_f64().max(1e-9);
             for f in &report.files {
                 println!("{:<24} {:>10} rows {:>12} bytes  {}", f.table, f.rows, f.bytes, f.path.display());
@@ -365,17 +371,9 @@ pub async fn execute(cli: Cli) -> Result<()> {
                 Some(dir) => dir,
                 None => {
                     generated = tempfile_dir()?;
-                    let options = GenerateOptions {
-                        clients: args.clients.unwrap_or(config.generate.clients),
-                        seed: args.seed.unwrap_or(config.generate.seed),
-                        dirty: args.dirty.unwrap_or(config.generate.dirty),
-                        anchor: args.date.unwrap_or_else(today),
-                        out: generated.path().to_path_buf(),
-                    };
-                    tokio::task::spawn_blocking(move || generate(&options))
-                        .await
-                        .map_err(|e| Error::Stage { stage: "generate".into(), message: e.to_string() })??;
-                    generated.path().to_path_buf()
+                    let out = generated.path().to_path_buf();
+                    generate_files(args.generator.options(&config, args.date.unwrap_or_else(today), out.clone())).await?;
+                    out
                 }
             };
             let report = crate::kafka::produce::produce_csv_dir(&config.kafka, &input).await?;
@@ -500,9 +498,9 @@ pub async fn execute(cli: Cli) -> Result<()> {
             let options = RunOptions {
                 date: args.date.date.unwrap_or_else(today),
                 input: args.input,
-                clients: args.clients.unwrap_or(config.generate.clients),
-                seed: args.seed.unwrap_or(config.generate.seed),
-                dirty: args.dirty.unwrap_or(config.generate.dirty),
+                clients: args.generator.clients.unwrap_or(config.generate.clients),
+                seed: args.generator.seed.unwrap_or(config.generate.seed),
+                dirty: args.generator.dirty.unwrap_or(config.generate.dirty),
                 resume: args.resume,
             };
             let started = std::time::Instant::now();

@@ -263,28 +263,10 @@ fn parse_csv_file(
     tx: &mpsc::Sender<(Option<RecordBatch>, Option<RecordBatch>)>,
     bar: &ProgressBar,
 ) -> Result<ParseCounts> {
-    let file = std::fs::File::open(path).map_err(Error::io(path))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let source = table.file_name();
-    let mut line = Vec::with_capacity(256);
     let mut parser = RecordParser::new(table);
-    let mut line_number: i64 = 0;
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(Error::io(path))?;
-        if n == 0 {
-            break;
-        }
-        bar.inc(n as u64);
-        line_number += 1;
-        let record = strip_terminator(&line);
-        if line_number == 1 {
-            check_header(table, path, record)?;
-            continue;
-        }
-        if record.is_empty() {
-            continue;
-        }
+    let mut lines = CsvRecords::open(table, path, bar)?;
+    while let Some((line_number, record)) = lines.next_record()? {
         parser.push_csv_line(record, line_number, &source);
         if parser.buffered() >= PARSE_BATCH_ROWS && tx.blocking_send(parser.finish_batches()).is_err() {
             break;
@@ -294,12 +276,52 @@ fn parse_csv_file(
     Ok(parser.counts().clone())
 }
 
-pub(crate) fn strip_terminator(line: &[u8]) -> &[u8] {
+/// The record lines of one source CSV file: the header is checked, blank lines skipped,
+/// and every byte read is reported to the progress bar.
+pub(crate) struct CsvRecords<'a> {
+    table: &'static Table,
+    path: &'a Path,
+    reader: std::io::BufReader<std::fs::File>,
+    line: Vec<u8>,
+    line_number: i64,
+    bar: &'a ProgressBar,
+}
+
+impl<'a> CsvRecords<'a> {
+    pub(crate) fn open(table: &'static Table, path: &'a Path, bar: &'a ProgressBar) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(Error::io(path))?;
+        let reader = std::io::BufReader::with_capacity(1 << 20, file);
+        Ok(CsvRecords { table, path, reader, line: Vec::with_capacity(256), line_number: 0, bar })
+    }
+
+    /// The next record line (without its terminator) and its line number.
+    pub(crate) fn next_record(&mut self) -> Result<Option<(i64, &[u8])>> {
+        loop {
+            self.line.clear();
+            let n = self.reader.read_until(b'\n', &mut self.line).map_err(Error::io(self.path))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.bar.inc(n as u64);
+            self.line_number += 1;
+            let record = strip_terminator(&self.line);
+            if self.line_number == 1 {
+                check_header(self.table, self.path, record)?;
+                continue;
+            }
+            if !record.is_empty() {
+                return Ok(Some((self.line_number, strip_terminator(&self.line))));
+            }
+        }
+    }
+}
+
+fn strip_terminator(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-pub(crate) fn check_header(table: &Table, path: &Path, line: &[u8]) -> Result<()> {
+fn check_header(table: &Table, path: &Path, line: &[u8]) -> Result<()> {
     let found = String::from_utf8_lossy(line);
     let found = found.trim_start_matches('\u{feff}');
     let normalised: Vec<&str> = found.split(',').map(fields::trim).collect();

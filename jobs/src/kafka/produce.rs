@@ -6,7 +6,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +21,7 @@ use serde::Serialize;
 
 use super::{client_config, kafka_error, topic_name};
 use crate::clean::fields::{split_csv_line, trim};
-use crate::clean::{check_header, source_files, strip_terminator};
+use crate::clean::{source_files, CsvRecords};
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 use crate::schema::Table;
@@ -206,28 +205,11 @@ fn send_file(
     path: &PathBuf,
     bar: &ProgressBar,
 ) -> Result<(&'static Table, String, u64)> {
-    let file = std::fs::File::open(path).map_err(Error::io(path))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut line = Vec::with_capacity(256);
     let mut value = Vec::with_capacity(512);
     let id_index = table.columns.iter().position(|c| c.name == table.id).expect("the id is a column");
     let mut sent = 0u64;
-    let mut first = true;
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(Error::io(path))?;
-        if n == 0 {
-            break;
-        }
-        bar.inc(n as u64);
-        let record = strip_terminator(&line);
-        if std::mem::take(&mut first) {
-            check_header(table, path, record)?;
-            continue;
-        }
-        if record.is_empty() {
-            continue;
-        }
+    let mut lines = CsvRecords::open(table, path, bar)?;
+    while let Some((_, record)) = lines.next_record()? {
         value.clear();
         let text = std::str::from_utf8(record).ok();
         let mut fields: Vec<Cow<'_, str>> = Vec::with_capacity(table.columns.len());
