@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 CLIENTS="${1:-500000}"
 DATE=2024-06-01
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ebroker/target}"
-cargo build --release -p ebroker
+cargo build --release -p ebroker -p ebroker-scheduler -p ebroker-executor  # the same set as bench.sh: one feature set, one build
 BIN="$CARGO_TARGET_DIR/release/ebroker"
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/ebroker-bench-services.XXXXXX)}"
 mkdir -p "$WORK"
@@ -37,7 +37,7 @@ WH=(--warehouse "$WORK/wh")
 
 measure() { # name, command...: the command's last line and its peak RSS
   local name=$1; shift
-  local out; out="$(/usr/bin/time -f "%M" -o "$WORK/rss" "$@" 2>"$WORK/$name.err" | tail -1)"
+  local out; out="$(/usr/bin/time -f "%M" -o "$WORK/rss" "$@" 2>"$WORK/$name.err" | grep -E "rows/s|msg/s" | tail -1)"
   printf "%-20s %s; peak RSS %d MiB\n" "$name" "$out" "$(( $(cat "$WORK/rss") / 1024 ))"
 }
 

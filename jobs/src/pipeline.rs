@@ -220,6 +220,8 @@ pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &
         }
         warehouse.write_json(&state_file(&date), &state).await?;
     }
+    // the skipped stages after the last one that ran
+    warehouse.write_json(&state_file(&date), &state).await?;
     Ok(state)
 }
 

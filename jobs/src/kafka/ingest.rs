@@ -44,6 +44,9 @@ pub const MANIFEST: &str = "ingest.json";
 /// Rows per batch handed from the consumer to the Parquet writer.
 const BATCH_ROWS: usize = 32_768;
 
+/// Rows per row group of the raw files.
+const RAW_ROW_GROUP_ROWS: usize = 65_536;
+
 /// The schema of every raw table: each message as it was on the topic.
 pub fn raw_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -253,8 +256,10 @@ async fn commit_offsets(config: &KafkaConfig, consumer: &BaseConsumer, manifest:
 async fn dump_topic(config: &KafkaConfig, warehouse: &Warehouse, date: &str, table: String, topic: String, ranges: Vec<PartitionRange>, bar: ProgressBar) -> Result<TopicManifest> {
     let file = format!("{}part-0.parquet", Warehouse::staging(STAGE, date, Zone::Raw.dir(), &table));
     let parquet_error = |source| Error::Parquet { path: file.clone(), source };
+    // Seven topics are dumped at once and a writer buffers a whole row group: keep them small.
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("zstd level 3 is valid")))
+        .set_max_row_group_row_count(Some(RAW_ROW_GROUP_ROWS))
         .build();
     let sink = BufWriter::new(Arc::clone(warehouse.store()), warehouse.path(&file));
     let mut writer = AsyncArrowWriter::try_new(sink, raw_schema(), Some(props)).map_err(parquet_error)?;
