@@ -294,8 +294,12 @@ fn consume_ranges_into(config: &KafkaConfig, topic: &str, mut ranges: Vec<Partit
         .set("group.id", &config.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "8388608")
+        // Seven consumers run at once: bound what librdkafka prefetches for each (its defaults
+        // queue up to 64 MiB or 100,000 messages per partition).
+        .set("fetch.max.bytes", "8388608")
+        .set("max.partition.fetch.bytes", "2097152")
+        .set("queued.max.messages.kbytes", "16384")
+        .set("queued.min.messages", "20000")
         .create_with_context(EofQuietContext)
         .map_err(kafka_error(config, "creating a consumer"))?;
     consumer.assign(&list).map_err(kafka_error(config, format!("assigning {topic}")))?;
