@@ -201,6 +201,7 @@ pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &
                 other => break other,
             }
         };
+        crate::resources::release_free_memory();
         let s = state.stage_mut(stage);
         s.attempts = attempt;
         s.finished_at = Some(Utc::now().to_rfc3339());
