@@ -5,10 +5,6 @@
 
 use datafusion::arrow::array::{Array, BinaryArray, Int32Array, Int64Array, StringArray};
 use datafusion::arrow::record_batch::RecordBatch;
-// ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written AsyncFileReader;
-// it is still the reader DataFusion 55 itself uses, and works on every store we register.
-#[allow(deprecated)]
-use datafusion::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use futures::TryStreamExt;
 use indicatif::ProgressBar;
 
@@ -26,28 +22,15 @@ pub async fn stage_raw(warehouse: &Warehouse, table: &'static Table, date: &str,
     let mut quarantine = staging_writer(warehouse, &quarantine_path, quarantine_schema(), zstd())?;
     let mut parser = RecordParser::new(table);
 
-    let partition = Warehouse::partition(Zone::Raw, table.name, date);
-    for file in warehouse.list_files(&partition).await? {
-        if !file.as_ref().ends_with(".parquet") {
-            continue;
-        }
-        let url = warehouse.url(&partition).to_string();
-        #[allow(deprecated)]
-        let reader = ParquetObjectReader::new(std::sync::Arc::clone(warehouse.store()), file.clone());
-        let mut batches = ParquetRecordBatchStreamBuilder::new(reader)
-            .await
-            .map_err(parquet_error(&url))?
-            .with_batch_size(8192)
-            .build()
-            .map_err(parquet_error(&url))?;
-        while let Some(batch) = batches.try_next().await.map_err(parquet_error(&url))? {
-            push_batch(&mut parser, &batch, file.as_ref())?;
-            bar.inc(batch.num_rows() as u64);
-            if parser.buffered() >= PARSE_BATCH_ROWS {
-                let (typed, rejected) = parser.finish_batches();
-                write(&mut parsed, typed, &parsed_path).await?;
-                write(&mut quarantine, rejected, &quarantine_path).await?;
-            }
+    let source = Warehouse::partition(Zone::Raw, table.name, date);
+    let mut batches = crate::marts::read_partition(warehouse, Zone::Raw, table.name, date).await?;
+    while let Some(batch) = batches.try_next().await? {
+        push_batch(&mut parser, &batch, &source)?;
+        bar.inc(batch.num_rows() as u64);
+        if parser.buffered() >= PARSE_BATCH_ROWS {
+            let (typed, rejected) = parser.finish_batches();
+            write(&mut parsed, typed, &parsed_path).await?;
+            write(&mut quarantine, rejected, &quarantine_path).await?;
         }
     }
     let (typed, rejected) = parser.finish_batches();
