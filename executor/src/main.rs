@@ -17,6 +17,7 @@ use ebroker::config::Config;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
+    ebroker::resources::limit_allocator_arenas();
     let args = ExecutorArgs::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     if let Err(message) = runtime.block_on(serve(args)) {

@@ -10,7 +10,6 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
@@ -19,6 +18,7 @@ use url::Url;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::functions;
+use crate::memory::QueryMemoryPool;
 use crate::storage::StoreRegistry;
 
 /// Compression of every Parquet file ebroker publishes.
@@ -39,6 +39,9 @@ pub fn apply_session_options(session: SessionConfig, config: &Config) -> Session
     options.execution.parquet.compression = Some(PARQUET_COMPRESSION.to_string());
     // Memory a sort keeps back for merging its spill files.
     options.execution.sort_spill_reservation_bytes = 32 << 20;
+    // Spill files are written once and read once: lz4 cuts their size about six-fold (5M
+    // clients: 18.5 GB -> 2.8 GB of segmentation spill) at no cost in time on this machine.
+    options.execution.spill_compression = datafusion::common::config::SpillCompression::Lz4Frame;
     session
 }
 
@@ -52,7 +55,7 @@ pub fn runtime_env(config: &Config, registry: Arc<StoreRegistry>) -> Result<Arc<
     RuntimeEnvBuilder::new()
         // A fair pool: several spilling operators (window sorts, the output sort) share the
         // budget instead of the first one taking it all and starving the merge.
-        .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit_bytes()?)))
+        .with_memory_pool(Arc::new(QueryMemoryPool::new(config.memory_limit_bytes()?)))
         .with_disk_manager_builder(disk)
         .with_object_store_registry(registry)
         // Jobs replace whole directories between queries: a cached listing would point at

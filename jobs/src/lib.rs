@@ -15,7 +15,7 @@
 //! - [`cli`] — the `ebroker` command line.
 //!
 //! Infrastructure: [`cluster`] (Ballista session, runtime and functions), [`config`] (layered settings), [`storage`] (warehouse URLs, object stores,
-//! atomic commits), [`engine`] (the DataFusion session), [`sql`] (SQL files),
+//! atomic commits), [`engine`] (the DataFusion session), [`memory`] (its memory pool), [`sql`] (SQL files),
 //! [`functions`] (SQL functions), [`progress`], [`resources`], [`error`].
 
 pub mod analytics;
@@ -33,6 +33,7 @@ pub mod generate;
 pub mod greenplum;
 pub mod kafka;
 pub mod marts;
+pub mod memory;
 pub mod offers;
 pub mod operator;
 pub mod pipeline;

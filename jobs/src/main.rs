@@ -6,6 +6,7 @@ use ebroker::cli::{execute, Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() {
+    ebroker::resources::limit_allocator_arenas();
     let cli = Cli::parse();
     init_tracing(cli.global.log_format, cli.global.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");

@@ -82,6 +82,10 @@ pub struct StageState {
     pub attempts: u32,
     /// Rows the stage wrote (for clean: rows read).
     pub rows: Option<u64>,
+    /// Peak resident memory of this process while the stage ran, in MiB (the stage's own
+    /// high-water mark on Linux; on a cluster the work's memory is the executors').
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
     pub error: Option<String>,
 }
 
@@ -100,7 +104,7 @@ impl RunState {
             input: None,
             stages: Stage::ALL
                 .iter()
-                .map(|&stage| StageState { stage, status: Status::Pending, started_at: None, finished_at: None, seconds: None, attempts: 0, rows: None, error: None })
+                .map(|&stage| StageState { stage, status: Status::Pending, started_at: None, finished_at: None, seconds: None, attempts: 0, rows: None, peak_rss_mib: None, error: None })
                 .collect(),
         }
     }
@@ -113,17 +117,26 @@ impl RunState {
         self.stages.iter_mut().find(|s| s.stage == stage).expect("every stage has a state")
     }
 
+    /// The largest peak resident memory of the run's stages, in MiB.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        self.stages.iter().filter_map(|s| s.peak_rss_mib).reduce(f64::max)
+    }
+
     /// The summary table printed at the end of a run.
     pub fn render(&self) -> String {
-        let mut out = format!("run {}\n{:<18} {:<10} {:>8} {:>9} {:>12}\n", self.processing_date, "stage", "status", "attempts", "seconds", "rows");
+        let mut out = format!(
+            "run {}\n{:<18} {:<10} {:>8} {:>9} {:>12} {:>9}\n",
+            self.processing_date, "stage", "status", "attempts", "seconds", "rows", "peak MiB"
+        );
         for s in &self.stages {
             out.push_str(&format!(
-                "{:<18} {:<10} {:>8} {:>9} {:>12}\n",
+                "{:<18} {:<10} {:>8} {:>9} {:>12} {:>9}\n",
                 s.stage.name(),
                 format!("{:?}", s.status).to_lowercase(),
                 s.attempts,
                 s.seconds.map_or("-".into(), |x| format!("{x:.2}")),
-                s.rows.map_or("-".into(), |r| r.to_string())
+                s.rows.map_or("-".into(), |r| r.to_string()),
+                s.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}"))
             ));
             if let Some(e) = &s.error {
                 out.push_str(&format!("           error: {e}\n"));
@@ -188,6 +201,7 @@ pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &
             s.error = None;
         }
         warehouse.write_json(&state_file(&date), &state).await?;
+        let own_peak = crate::resources::reset_peak_rss();
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
@@ -201,8 +215,10 @@ pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &
                 other => break other,
             }
         };
+        let peak = crate::resources::peak_rss_bytes().filter(|_| own_peak);
         crate::resources::release_free_memory();
         let s = state.stage_mut(stage);
+        s.peak_rss_mib = peak.map(|b| b as f64 / (1024.0 * 1024.0));
         s.attempts = attempt;
         s.finished_at = Some(Utc::now().to_rfc3339());
         s.seconds = Some(started.elapsed().as_secs_f64());

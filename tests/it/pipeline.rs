@@ -18,6 +18,8 @@ async fn twenty_thousand_dirty_clients_reconcile_end_to_end() {
     assert!(state.stages.iter().all(|s| matches!(s.status, Status::Succeeded | Status::Skipped)), "{}", state.render());
     for stage in [Stage::Generate, Stage::Clean, Stage::Segment, Stage::Offers, Stage::Analytics] {
         assert_eq!(state.stage(stage).status, Status::Succeeded, "{}", state.render());
+        let peak = state.stage(stage).peak_rss_mib.expect("Linux reports a peak per stage");
+        assert!(peak > 1.0 && peak < 4096.0, "{stage:?} peak {peak} MiB\n{}", state.render());
     }
     let date = "2024-06-01";
     let report: ebroker::clean::CleanReport = wh.warehouse.read_json(&format!("_runs/{date}/clean.json")).await.unwrap().unwrap();
