@@ -24,6 +24,8 @@ stop_services() {
   deploy/local/postgres.sh stop >/dev/null || true
   rm -rf "$EBROKER_PG_DIR"
   deploy/local/clickhouse.sh stop >/dev/null || true
+  # only now: the services' pid files live in the work directory
+  [ -n "${BENCH_DIR:-}" ] || rm -rf "$WORK"
 }
 trap stop_services EXIT
 deploy/local/kafka.sh start
@@ -49,4 +51,3 @@ measure clean "$BIN" "${WH[@]}" clean --date "$DATE"
 for stage in segment offers analytics; do "$BIN" "${WH[@]}" "$stage" --date "$DATE" >/dev/null 2>&1; done
 measure publish-greenplum "$BIN" "${WH[@]}" publish greenplum --date "$DATE"
 measure publish-clickhouse "$BIN" "${WH[@]}" publish clickhouse --date "$DATE"
-[ -n "${BENCH_DIR:-}" ] || rm -rf "$WORK"

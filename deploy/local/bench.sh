@@ -36,9 +36,13 @@ echo "== an analyst's query over the marts, in-process (issue 8: < 1 s at 500k c
 echo "== the same DAG on the local Ballista cluster (scheduler + 2 executors, same 2 cores)"
 export EBROKER_CLUSTER_DIR="$WORK/cluster" EBROKER_BIN_DIR="$CARGO_TARGET_DIR/release"
 deploy/local/cluster.sh start
-trap 'deploy/local/cluster.sh stop >/dev/null || true' EXIT
+# Stop the cluster before the work directory (its pid files) goes away.
+cleanup() {
+  deploy/local/cluster.sh stop >/dev/null || true
+  [ -n "${BENCH_DIR:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
 "$BIN" --cluster df://127.0.0.1:50050 --warehouse "$WORK/wh-cluster" run --input "$WORK/src" --date "$DATE" | tee "$WORK/cluster.txt"
 dag_seconds() { awk '$1 ~ /^(clean|segment|offers|analytics)$/ && $2 == "succeeded" { s += $4 } END { printf "%.2f", s }' "$1"; }
 L="$(dag_seconds "$WORK/local.txt")"; C="$(dag_seconds "$WORK/cluster.txt")"
 echo "clean -> analytics: in-process ${L} s, cluster ${C} s, ratio $(awk -v c="$C" -v l="$L" 'BEGIN { printf "%.2f", c / l }')"
-[ -n "${BENCH_DIR:-}" ] || rm -rf "$WORK"

@@ -20,6 +20,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
+use futures::StreamExt;
 use indicatif::ProgressBar;
 use object_store::buffered::BufWriter;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -142,8 +143,12 @@ pub async fn ingest(config: &KafkaConfig, warehouse: &Warehouse, date: &str, for
         let (config, warehouse, date, bar) = (config.clone(), warehouse.clone(), date.to_string(), bar.clone());
         tokio::spawn(async move { dump_topic(&config, &warehouse, &date, table, topic, ranges, bar).await })
     });
+    // Each dump holds a consumer's prefetch queue, a channel of batches and a Parquet row
+    // group: one topic per core at a time keeps the cores busy without seven of each.
+    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let finished: Vec<_> = futures::stream::iter(dumps).buffered(at_once).collect().await;
     let mut topics = Vec::new();
-    for handle in futures::future::join_all(dumps).await {
+    for handle in finished {
         topics.push(handle.map_err(|e| Error::Stage { stage: STAGE.into(), message: format!("a topic dump panicked: {e}") })??);
     }
     bar.finish_and_clear();
