@@ -509,9 +509,13 @@ pub async fn execute(cli: Cli) -> Result<()> {
             if let Some(state) = warehouse.read_json::<crate::pipeline::RunState>(&crate::pipeline::state_file(&date)).await? {
                 print!("{}", state.render());
             }
-            let state = result?;
-            let peak = state.peak_rss_mib().map_or_else(crate::resources::peak_rss_text, |m| format!("{m:.1} MiB"));
-            println!("done in {:.2} s, peak RSS {peak} (largest stage); warehouse: {}", started.elapsed().as_secs_f64(), warehouse.root());
+            result?;
+            println!(
+                "done in {:.2} s, peak RSS {}; warehouse: {}",
+                started.elapsed().as_secs_f64(),
+                crate::resources::peak_rss_text(),
+                warehouse.root()
+            );
             Ok(())
         }
     }

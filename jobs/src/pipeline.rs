@@ -82,8 +82,8 @@ pub struct StageState {
     pub attempts: u32,
     /// Rows the stage wrote (for clean: rows read).
     pub rows: Option<u64>,
-    /// Peak resident memory of this process while the stage ran, in MiB (the stage's own
-    /// high-water mark on Linux; on a cluster the work's memory is the executors').
+    /// Peak resident memory of this process while the stage ran, in MiB (sampled every
+    /// 20 ms on Linux; on a cluster the work's memory is the executors').
     #[serde(default)]
     pub peak_rss_mib: Option<f64>,
     pub error: Option<String>,
@@ -115,11 +115,6 @@ impl RunState {
 
     fn stage_mut(&mut self, stage: Stage) -> &mut StageState {
         self.stages.iter_mut().find(|s| s.stage == stage).expect("every stage has a state")
-    }
-
-    /// The largest peak resident memory of the run's stages, in MiB.
-    pub fn peak_rss_mib(&self) -> Option<f64> {
-        self.stages.iter().filter_map(|s| s.peak_rss_mib).reduce(f64::max)
     }
 
     /// The summary table printed at the end of a run.
@@ -201,7 +196,7 @@ pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &
             s.error = None;
         }
         warehouse.write_json(&state_file(&date), &state).await?;
-        let own_peak = crate::resources::reset_peak_rss();
+        let sampler = crate::resources::RssSampler::start();
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
@@ -215,7 +210,7 @@ pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &
                 other => break other,
             }
         };
-        let peak = crate::resources::peak_rss_bytes().filter(|_| own_peak);
+        let peak = sampler.map(crate::resources::RssSampler::finish);
         crate::resources::release_free_memory();
         let s = state.stage_mut(stage);
         s.peak_rss_mib = peak.map(|b| b as f64 / (1024.0 * 1024.0));

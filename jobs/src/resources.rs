@@ -1,5 +1,9 @@
 //! What the process has used, for the summaries the CLI prints and the benchmarks read:
-//! peak resident memory (Linux `VmHWM`), per process or per stage of a run.
+//! peak resident memory (Linux `VmHWM`) of the process, sampled resident memory per stage
+//! of a run.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Peak resident set size of this process in bytes, when the OS reports it.
 pub fn peak_rss_bytes() -> Option<u64> {
@@ -9,11 +13,53 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Starts a new peak: the next `peak_rss_bytes` reports the high-water mark from now on
-/// (Linux `clear_refs` 5). Returns false where the OS cannot do it; the peak then stays
-/// the process's.
-pub fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+/// Resident set size of this process now, in bytes (Linux `/proc/self/statm`).
+pub fn current_rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page_size).ok()?)
+}
+
+/// Watches this process's resident memory while one stage runs, from a thread that reads it
+/// every 20 ms. (Resetting the kernel's high-water mark instead would also reset what
+/// `getrusage` and `/usr/bin/time` report for the whole process.)
+pub struct RssSampler {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    /// Starts watching; `None` where the OS does not report resident memory.
+    pub fn start() -> Option<RssSampler> {
+        let first = current_rss_bytes()?;
+        let (peak, stop) = (Arc::new(AtomicU64::new(first)), Arc::new(AtomicBool::new(false)));
+        let (thread_peak, thread_stop) = (Arc::clone(&peak), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("rss-sampler".into())
+            .spawn(move || {
+                while !thread_stop.load(Ordering::Relaxed) {
+                    if let Some(rss) = current_rss_bytes() {
+                        thread_peak.fetch_max(rss, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+            .ok()?;
+        Some(RssSampler { peak, stop, thread: Some(thread) })
+    }
+
+    /// Stops watching and returns the largest resident size seen, in bytes.
+    pub fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let now = current_rss_bytes().unwrap_or(0);
+        self.peak.load(Ordering::Relaxed).max(now)
+    }
 }
 
 /// Peak RSS as `123.4 MiB`, or `unknown`.
@@ -45,5 +91,23 @@ pub fn release_free_memory() {
     // SAFETY: malloc_trim only returns free pages of the allocator's heaps to the kernel.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sampler_sees_memory_a_stage_touched_and_gave_back() {
+        let Some(sampler) = RssSampler::start() else { return }; // not Linux
+        let before = current_rss_bytes().unwrap();
+        let block = vec![1u8; 64 << 20];
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(std::hint::black_box(block));
+        release_free_memory();
+        let peak = sampler.finish();
+        assert!(peak >= before + (60 << 20), "peak {peak} before {before}");
+        assert!(current_rss_bytes().unwrap() < peak, "the block was given back, the peak kept");
     }
 }
