@@ -62,6 +62,13 @@ impl RssSampler {
     }
 }
 
+impl Drop for RssSampler {
+    /// A run dropped mid-stage (its future cancelled) must not leave the thread sampling.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Peak RSS as `123.4 MiB`, or `unknown`.
 pub fn peak_rss_text() -> String {
     peak_rss_bytes().map_or("unknown".into(), |b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)))
