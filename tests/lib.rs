@@ -53,7 +53,7 @@ impl TestWarehouse {
         let config = Config::load_from(None, &[], &overrides).expect("test configuration loads");
         let engine = Engine::in_process(&config).expect("engine starts");
         // (`on_cluster` replaces this engine with the cluster one.)
-        let warehouse = Warehouse::open(&config.warehouse.root, engine.registry().as_ref()).expect("warehouse opens");
+        let warehouse = Warehouse::open(&config.warehouse, engine.registry().as_ref()).expect("warehouse opens");
         TestWarehouse { dir, config, engine, warehouse, sql: SqlLibrary::new(sql_dir) }
     }
 

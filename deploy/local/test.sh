@@ -21,11 +21,19 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# One profile for tests, benchmarks and the cluster binaries: the release build the
+# benchmarks use (bench.sh) is the one the tests run, so a machine builds the heavy
+# DataFusion/Ballista tree once, not twice (about 60 min from nothing on 2 cores), and the
+# data tests run at full speed.
+PROFILE=(--release)
+BIN_DIR="$CARGO_TARGET_DIR/release"
+
 echo "== building tests ($(date -u +%H:%M:%S))"
-cargo test --workspace --no-run
+cargo test "${PROFILE[@]}" --workspace --no-run
 
 echo "== building the cluster binaries"
-cargo build -p ebroker-scheduler -p ebroker-executor
+cargo build "${PROFILE[@]}" -p ebroker -p ebroker-scheduler -p ebroker-executor
+export EBROKER_BIN_DIR="$BIN_DIR"
 
 echo "== starting services on 127.0.0.1"
 export EBROKER_CLUSTER_DIR="${EBROKER_CLUSTER_DIR:-$(mktemp -d /tmp/ebroker-cluster.XXXXXX)}"
@@ -57,5 +65,5 @@ VENV="${EBROKER_VENV:-$HOME/.cache/ebroker/venv}"
 export EBROKER_TEST_PYTHON="$VENV/bin/python"
 
 echo "== running tests ($(date -u +%H:%M:%S))"
-cargo test --workspace "$@"
+cargo test "${PROFILE[@]}" --workspace "$@"
 echo "== all tests passed ($(date -u +%H:%M:%S))"

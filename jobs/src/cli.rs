@@ -383,7 +383,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
         }
         Command::Ingest(args) => {
             let date = date_or_today(&args.date);
-            let warehouse = Warehouse::open(&config.warehouse.root, &crate::storage::StoreRegistry::new())?;
+            let warehouse = Warehouse::open(&config.warehouse, &crate::storage::StoreRegistry::new())?;
             let outcome = crate::kafka::ingest::ingest(&config.kafka, &warehouse, &date, args.force).await?;
             print!("{}", outcome.manifest.render());
             let records = outcome.manifest.records();
@@ -397,7 +397,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
         }
         Command::Publish(PublishCommand::Greenplum(args)) => {
             let date = date_or_today(&args);
-            let warehouse = Warehouse::open(&config.warehouse.root, &crate::storage::StoreRegistry::new())?;
+            let warehouse = Warehouse::open(&config.warehouse, &crate::storage::StoreRegistry::new())?;
             let sql = SqlLibrary::new(sql_dir(&config));
             let report = crate::greenplum::publish(&config.greenplum, &warehouse, &sql, &date).await?;
             print!("{}", report.render());
@@ -405,7 +405,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
         }
         Command::Publish(PublishCommand::Clickhouse(args)) => {
             let date = date_or_today(&args);
-            let warehouse = Warehouse::open(&config.warehouse.root, &crate::storage::StoreRegistry::new())?;
+            let warehouse = Warehouse::open(&config.warehouse, &crate::storage::StoreRegistry::new())?;
             let sql = SqlLibrary::new(sql_dir(&config));
             let report = crate::clickhouse::publish(&config.clickhouse, &warehouse, &sql, &date).await?;
             print!("{}", report.render());
@@ -533,7 +533,7 @@ fn date_or_today(args: &DateArgs) -> String {
 /// The engine, warehouse and SQL library a job needs.
 async fn open(config: &Config) -> Result<(Engine, Warehouse, SqlLibrary)> {
     let engine = Engine::connect(config).await?;
-    let warehouse = Warehouse::open(&config.warehouse.root, engine.registry().as_ref())?;
+    let warehouse = Warehouse::open(&config.warehouse, engine.registry().as_ref())?;
     Ok((engine, warehouse, SqlLibrary::new(sql_dir(config))))
 }
 

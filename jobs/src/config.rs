@@ -50,6 +50,9 @@ pub struct ServeConfig {
 pub struct WarehouseConfig {
     /// Path or URL of the warehouse root.
     pub root: String,
+    /// Clients per bucket of the cleaned tables: a day of N clients is written as
+    /// ceil(N / clients_per_bucket) files per table, and segmentation runs bucket by bucket.
+    pub clients_per_bucket: u64,
 }
 
 /// How queries run.
@@ -333,6 +336,9 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         if self.warehouse.root.trim().is_empty() {
             return Err(Error::Config("warehouse.root is empty; set it to a path or URL such as ./warehouse".into()));
+        }
+        if self.warehouse.clients_per_bucket == 0 {
+            return Err(Error::Config("warehouse.clients_per_bucket = 0; use a positive number such as 500000".into()));
         }
         let cluster = &self.cluster.url;
         let valid_url = cluster.strip_prefix("df://").is_some_and(|rest| rest.contains(':') && !rest.contains('/'));

@@ -154,11 +154,16 @@ impl Engine {
 
     /// Writes `df` as Parquet files into the directory `url`; returns the rows written.
     pub async fn write_parquet_dir(&self, df: DataFrame, url: &Url, what: &str) -> Result<u64> {
+        self.write_parquet_dir_with(df, url, DataFrameWriteOptions::new(), what).await
+    }
+
+    /// [`Self::write_parquet_dir`] with write options (e.g. a partitioned write).
+    pub async fn write_parquet_dir_with(&self, df: DataFrame, url: &Url, options: DataFrameWriteOptions, what: &str) -> Result<u64> {
         if let Ok(dir) = url.to_file_path() {
             std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         }
         let write = async {
-            df.write_parquet(url.as_str(), DataFrameWriteOptions::new(), None)
+            df.write_parquet(url.as_str(), options, None)
                 .await
                 .map_err(Error::engine(format!("writing {what} to {url}")))
         };

@@ -1,12 +1,14 @@
-//! Scalar functions the SQL of the jobs calls that DataFusion does not have. They travel by
-//! name: the same [`register`] runs in the CLI and on every cluster node.
+//! Scalar functions the jobs call that DataFusion does not have: `offer_id` (from the SQL of
+//! the offers) and `client_bucket` (from the bucketed write of the cleaned tables). They
+//! travel by name: the same [`register`] runs in the CLI and on every cluster node.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, UInt64Builder};
+use datafusion::arrow::array::{Array, ArrayRef, UInt32Array, UInt64Builder};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::cast::as_string_array;
-use datafusion::error::Result;
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use datafusion::prelude::SessionContext;
 
@@ -46,9 +48,44 @@ fn offer_id_columnar(args: &[ColumnarValue]) -> Result<ColumnarValue> {
     Ok(ColumnarValue::Array(array))
 }
 
+/// `client_bucket(client_id, buckets)`: the bucket of each client id (see
+/// [`crate::buckets::bucket_of`]); a NULL id falls in bucket 0.
+pub fn client_bucket_udf() -> ScalarUDF {
+    create_udf(
+        "client_bucket",
+        vec![DataType::Utf8, DataType::Int64],
+        DataType::UInt32,
+        Volatility::Immutable,
+        Arc::new(client_bucket_columnar),
+    )
+}
+
+fn client_bucket_columnar(args: &[ColumnarValue]) -> Result<ColumnarValue> {
+    let buckets = match &args[1] {
+        ColumnarValue::Scalar(ScalarValue::Int64(Some(n))) if (1..=i64::from(u32::MAX)).contains(n) => *n as u32,
+        other => return Err(DataFusionError::Plan(format!("client_bucket needs a constant bucket count >= 1, got {other:?}"))),
+    };
+    let ids = match &args[0] {
+        ColumnarValue::Array(ids) => Arc::clone(ids),
+        ColumnarValue::Scalar(id) => {
+            let bucket = match id {
+                ScalarValue::Utf8(Some(id)) => crate::buckets::bucket_of(id.as_bytes(), buckets),
+                _ => 0,
+            };
+            return Ok(ColumnarValue::Scalar(ScalarValue::UInt32(Some(bucket))));
+        }
+    };
+    let ids = as_string_array(&ids)?;
+    let buckets = UInt32Array::from_iter_values(
+        (0..ids.len()).map(|i| if ids.is_null(i) { 0 } else { crate::buckets::bucket_of(ids.value(i).as_bytes(), buckets) }),
+    );
+    let array: ArrayRef = Arc::new(buckets);
+    Ok(ColumnarValue::Array(array))
+}
+
 /// All functions of ebroker.
 pub fn all() -> Vec<ScalarUDF> {
-    vec![offer_id_udf()]
+    vec![offer_id_udf(), client_bucket_udf()]
 }
 
 /// Registers every function of ebroker on `ctx`.

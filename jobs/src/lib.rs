@@ -5,7 +5,8 @@
 //! - [`schema`] — the seven source tables as data.
 //! - [`generate`] — synthetic CSV sources, optionally dirty.
 //! - [`kafka`] — `produce` (CSV -> topics) and `ingest` (topics -> `raw/`, exactly once).
-//! - [`clean`] — strict parsing, quarantine, dedup, enrichment -> `cleaned/`.
+//! - [`clean`] — strict parsing, quarantine, dedup, enrichment -> `cleaned/`, written in
+//!   client [`buckets`].
 //! - [`segment`], [`offers`], [`analytics`] — the marts (SPEC §5, §6, §8), via [`marts`].
 //! - [`greenplum`] — `publish greenplum` (PXF or binary COPY) and `verify greenplum`.
 //! - [`clickhouse`] — `publish clickhouse` (atomic partition swaps) and `report`.
@@ -19,6 +20,7 @@
 //! [`functions`] (SQL functions), [`progress`], [`resources`], [`error`].
 
 pub mod analytics;
+pub mod buckets;
 pub mod catalog;
 pub mod clean;
 pub mod clickhouse;

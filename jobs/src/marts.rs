@@ -34,14 +34,45 @@ pub async fn register_mart(engine: &Engine, warehouse: &Warehouse, name: &str, d
 /// Runs `sql` and publishes its result as `zone/table/processing_date=date/`, replacing the
 /// day's previous output in one step. Returns the rows written.
 pub async fn write_partition(engine: &Engine, warehouse: &Warehouse, stage: &str, zone: Zone, table: &str, date: &str, sql: &str) -> Result<u64> {
-    let staged = Warehouse::staging(stage, date, zone.dir(), table);
-    warehouse.remove_all(&staged).await?;
-    let what = format!("{table} for {date}");
-    let df = engine.sql(sql, &what).await?;
-    let rows = engine.write_parquet_dir(df, &warehouse.url(&staged), &what).await?;
-    warehouse.commit(&staged, &Warehouse::partition(zone, table, date)).await?;
-    tracing::info!(table, date, rows, "published");
-    Ok(rows)
+    let mut output = PartitionWriter::begin(warehouse, stage, zone, table, date).await?;
+    output.write_query(engine, sql).await?;
+    output.commit().await
+}
+
+/// One day of a table written by one or more queries into staging, then published in one
+/// commit: nothing is visible until [`PartitionWriter::commit`], and a writer dropped before
+/// it leaves the previous day as it was.
+pub struct PartitionWriter<'a> {
+    warehouse: &'a Warehouse,
+    staged: String,
+    target: String,
+    what: String,
+    rows: u64,
+}
+
+impl<'a> PartitionWriter<'a> {
+    /// Clears the stage's leftover staging for `zone/table` of `date`.
+    pub async fn begin(warehouse: &'a Warehouse, stage: &str, zone: Zone, table: &str, date: &str) -> Result<PartitionWriter<'a>> {
+        let staged = Warehouse::staging(stage, date, zone.dir(), table);
+        warehouse.remove_all(&staged).await?;
+        let target = Warehouse::partition(zone, table, date);
+        Ok(PartitionWriter { warehouse, staged, target, what: format!("{table} for {date}"), rows: 0 })
+    }
+
+    /// Runs `sql` and adds its result to the staged day.
+    pub async fn write_query(&mut self, engine: &Engine, sql: &str) -> Result<u64> {
+        let df = engine.sql(sql, &self.what).await?;
+        let rows = engine.write_parquet_dir(df, &self.warehouse.url(&self.staged), &self.what).await?;
+        self.rows += rows;
+        Ok(rows)
+    }
+
+    /// Publishes the staged day; returns the rows written.
+    pub async fn commit(self) -> Result<u64> {
+        self.warehouse.commit(&self.staged, &self.target).await?;
+        tracing::info!(what = %self.what, rows = self.rows, "published");
+        Ok(self.rows)
+    }
 }
 
 /// Streams the record batches of one day of a table (`zone/table/processing_date=date/`),

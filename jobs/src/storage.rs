@@ -14,6 +14,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
+use crate::config::WarehouseConfig;
 use crate::error::{Error, Result};
 
 /// A zone of the warehouse (DESIGN.md, idea 3).
@@ -131,16 +132,22 @@ fn with_trailing_slash(mut url: Url) -> Url {
 pub struct Warehouse {
     root: Url,
     store: Arc<dyn ObjectStore>,
+    clients_per_bucket: u64,
 }
 
 impl Warehouse {
-    /// Opens the warehouse at `root` (path or URL) through `registry`.
-    pub fn open(root: &str, registry: &dyn ObjectStoreRegistry) -> Result<Warehouse> {
-        let root = resolve_root(root)?;
+    /// Opens the warehouse `config` describes through `registry`.
+    pub fn open(config: &WarehouseConfig, registry: &dyn ObjectStoreRegistry) -> Result<Warehouse> {
+        let root = resolve_root(&config.root)?;
         let store = registry
             .get_store(&root)
             .map_err(|e| Error::Config(format!("no object store for {root}: {e}")))?;
-        Ok(Warehouse { root, store })
+        Ok(Warehouse { root, store, clients_per_bucket: config.clients_per_bucket })
+    }
+
+    /// Clients per bucket of the cleaned tables (see [`crate::buckets`]).
+    pub fn clients_per_bucket(&self) -> u64 {
+        self.clients_per_bucket
     }
 
     pub fn root(&self) -> &Url {
@@ -238,6 +245,11 @@ impl Warehouse {
         Ok(())
     }
 
+    /// Moves the file `from` to `to` (both relative to the root).
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.store.rename(&self.path(from), &self.path(to)).await.map_err(Error::storage(self.url(from).to_string()))
+    }
+
     /// Writes `value` as pretty JSON at `relative` (atomically on every store).
     pub async fn write_json<T: serde::Serialize>(&self, relative: &str, value: &T) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json { path: relative.into(), source })?;
@@ -297,7 +309,8 @@ mod tests {
     async fn commit_replaces_a_directory_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let registry = StoreRegistry::new();
-        let wh = Warehouse::open(dir.path().to_str().unwrap(), &registry).unwrap();
+        let config = WarehouseConfig { root: dir.path().to_str().unwrap().to_string(), clients_per_bucket: 1 };
+        let wh = Warehouse::open(&config, &registry).unwrap();
         for (sub, content) in [("_staging/a/", "old"), ("_staging/b/", "new")] {
             let d = wh.local_dir(sub).unwrap();
             std::fs::create_dir_all(&d).unwrap();

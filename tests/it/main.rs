@@ -1,6 +1,7 @@
 //! The integration test binary: SQL rules on hand-made data, the end-to-end DAG on generated
 //! dirty data, and (in later modules) the real services on 127.0.0.1.
 
+mod buckets;
 mod cleaning;
 mod clickhouse;
 mod cluster;

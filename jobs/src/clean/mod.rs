@@ -2,8 +2,10 @@
 //! enriched Parquet under `cleaned/<table>/processing_date=D/`, rejected records with their
 //! reason under `quarantine/<table>/processing_date=D/`, and a data-quality report in
 //! `_runs/D/clean.json`. Parsing is Rust (strict, per record); deduplication and enrichment
-//! are SQL (`sql/datafusion/clean_*.sql`). Nothing is visible to readers until every table
-//! has been written and reconciled: read = written + quarantined + duplicates removed.
+//! are SQL (`sql/datafusion/clean_*.sql`). Tables with a client_id are written in client
+//! buckets ([`crate::buckets`]), one file per bucket. Nothing is visible to readers until
+//! every table has been written and reconciled: read = written + quarantined + duplicates
+//! removed.
 
 pub mod fields;
 pub mod parser;
@@ -167,9 +169,11 @@ pub async fn clean_raw(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary,
 /// Deduplicates, reconciles and publishes the staged parse of every table, then writes the
 /// data-quality report.
 async fn finish(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, counts: Vec<ParseCounts>, date: &str) -> Result<CleanReport> {
+    let clients = TABLES.iter().zip(&counts).find(|(t, _)| t.name == crate::schema::CLIENTS.name).map_or(0, |(_, c)| c.parsed);
+    let buckets = crate::buckets::bucket_count(clients, warehouse.clients_per_bucket());
     let mut tables = Vec::new();
     for (table, counts) in TABLES.iter().copied().zip(counts) {
-        let quality = dedup_table(engine, warehouse, sql, table, &counts, date).await?;
+        let quality = dedup_table(engine, warehouse, sql, table, &counts, date, buckets).await?;
         tracing::info!(table = table.name, read = quality.read, written = quality.written, quarantined = quality.quarantined, duplicates = quality.duplicates_removed, "cleaned");
         if !quality.reconciles() {
             return Err(Error::Reconcile {
@@ -334,8 +338,9 @@ fn check_header(table: &Table, path: &Path, line: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Deduplicates (and for transactions enriches) one staged table into staged cleaned Parquet.
-async fn dedup_table(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, table: &'static Table, counts: &ParseCounts, date: &str) -> Result<TableQuality> {
+/// Deduplicates (and for transactions enriches) one staged table into staged cleaned Parquet,
+/// in `buckets` client buckets when the table has a client_id.
+async fn dedup_table(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, table: &'static Table, counts: &ParseCounts, date: &str, buckets: u32) -> Result<TableQuality> {
     let staged_parsed = warehouse.url(&Warehouse::staging(STAGE, date, PARSED, table.name));
     engine.register_parquet_dir("parsed", &staged_parsed, Some(table.parsed_schema())).await?;
     let query = if table.name == "bank_transactions" {
@@ -348,8 +353,14 @@ async fn dedup_table(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, t
     };
     let what = format!("cleaning {}", table.name);
     let df = engine.sql(&query, &what).await?;
-    let out = warehouse.url(&Warehouse::staging(STAGE, date, Zone::Cleaned.dir(), table.name));
-    let written = engine.write_parquet_dir(df, &out, &what).await?;
+    let staged = Warehouse::staging(STAGE, date, Zone::Cleaned.dir(), table.name);
+    let out = warehouse.url(&staged);
+    let written = if table.has_client_id() {
+        let scratch = Warehouse::staging(STAGE, date, "bucketing", table.name);
+        crate::buckets::write_bucketed(engine, warehouse, df, &staged, &scratch, buckets, &what).await?
+    } else {
+        engine.write_parquet_dir(df, &out, &what).await?
+    };
     let without_rate = if table.name == "bank_transactions" {
         engine.register_parquet_dir("cleaned_transactions", &out, Some(cleaned_schema(table))).await?;
         let batches = engine.collect("SELECT count(*) FROM cleaned_transactions WHERE amount_rub IS NULL", "counting transactions without a rate").await?;
