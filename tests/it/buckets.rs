@@ -67,7 +67,7 @@ async fn bucketed_days_give_the_same_marts_as_one_bucket() {
             ebroker::marts::register_mart(&wh.engine, &wh.warehouse, mart, DATE).await.unwrap();
             answers.push(wh.rows(&format!("SELECT * FROM {mart} ORDER BY {key}")).await);
         }
-        assert!(answers[0].len() > 8, "{mart} has rows");
+        assert!(answers[0].len() >= 6, "{mart} has rows: {}", answers[0].len());
         assert_eq!(answers[0], answers[1], "{mart}: one bucket vs {buckets}");
     }
 }
