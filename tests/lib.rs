@@ -37,7 +37,14 @@ impl TestWarehouse {
 
     /// A warehouse whose jobs run on the Ballista cluster at `url`.
     pub async fn on_cluster(url: &str) -> Self {
-        let mut wh = Self::build(None, vec![("cluster.url".into(), format!("{url:?}")), ("cluster.query_timeout_secs".into(), "60".into()), ("run.retries".into(), "0".into())]);
+        let mut wh = Self::build(
+            None,
+            vec![
+                ("cluster.url".into(), format!("{url:?}")),
+                ("cluster.query_timeout_secs".into(), "60".into()),
+                ("run.retries".into(), "0".into()),
+            ],
+        );
         wh.engine = Engine::connect(&wh.config).await.expect("cluster engine connects");
         wh
     }
@@ -46,15 +53,27 @@ impl TestWarehouse {
         let dir = tempfile::tempdir().expect("temporary directory");
         let root = dir.path().join("warehouse");
         let overrides = vec![
-            ("warehouse.root".to_string(), format!("{:?}", root.display().to_string())),
-            ("engine.spill_dir".to_string(), format!("{:?}", dir.path().join("spill").display().to_string())),
+            (
+                "warehouse.root".to_string(),
+                format!("{:?}", root.display().to_string()),
+            ),
+            (
+                "engine.spill_dir".to_string(),
+                format!("{:?}", dir.path().join("spill").display().to_string()),
+            ),
         ];
         let overrides: Vec<_> = overrides.into_iter().chain(extra).collect();
         let config = Config::load_from(None, &[], &overrides).expect("test configuration loads");
         let engine = Engine::in_process(&config).expect("engine starts");
         // (`on_cluster` replaces this engine with the cluster one.)
         let warehouse = Warehouse::open(&config.warehouse, engine.registry().as_ref()).expect("warehouse opens");
-        TestWarehouse { dir, config, engine, warehouse, sql: SqlLibrary::new(sql_dir) }
+        TestWarehouse {
+            dir,
+            config,
+            engine,
+            warehouse,
+            sql: SqlLibrary::new(sql_dir),
+        }
     }
 
     /// A directory for source files.
@@ -87,7 +106,11 @@ pub fn to_strings(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {
-        let formatters: Vec<_> = batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
         for i in 0..batch.num_rows() {
             rows.push(formatters.iter().map(|f| f.value(i).to_string()).collect());
         }
@@ -114,19 +137,28 @@ impl Sources {
 
     /// A clean client registered on 2020-01-01.
     pub fn client(&mut self, id: &str) -> &mut Self {
-        self.line("clients", format!("{id},Иванов Иван Иванович,79160000000,i@mail.ru,1980-01-01,2020-01-01,Москва,Basic,Active"))
+        self.line(
+            "clients",
+            format!("{id},Иванов Иван Иванович,79160000000,i@mail.ru,1980-01-01,2020-01-01,Москва,Basic,Active"),
+        )
     }
 
     /// A rouble transaction of `amount` on 2024-05-01.
     pub fn transaction(&mut self, client: &str, amount: &str) -> &mut Self {
         let n = self.count("bank_transactions");
-        self.line("bank_transactions", format!("TXN_{client}_{n},{client},2024-05-01,{amount},RUB,Debit,ATM"))
+        self.line(
+            "bank_transactions",
+            format!("TXN_{client}_{n},{client},2024-05-01,{amount},RUB,Debit,ATM"),
+        )
     }
 
     pub fn logins(&mut self, client: &str, n: usize) -> &mut Self {
         for _ in 0..n {
             let k = self.count("client_logins");
-            self.line("client_logins", format!("LOGIN_{client}_{k},{client},2024-05-01 10:00:00,10.0.0.1,Desktop,Chrome,True"));
+            self.line(
+                "client_logins",
+                format!("LOGIN_{client}_{k},{client},2024-05-01 10:00:00,10.0.0.1,Desktop,Chrome,True"),
+            );
         }
         self
     }
@@ -134,7 +166,10 @@ impl Sources {
     pub fn activities(&mut self, client: &str, n: usize) -> &mut Self {
         for _ in 0..n {
             let k = self.count("client_activities");
-            self.line("client_activities", format!("ACT_{client}_{k},{client},2024-05-01,Login,5,2"));
+            self.line(
+                "client_activities",
+                format!("ACT_{client}_{k},{client},2024-05-01,Login,5,2"),
+            );
         }
         self
     }
@@ -142,7 +177,10 @@ impl Sources {
     /// A position worth `quantity * price`.
     pub fn position(&mut self, client: &str, quantity: u32, price: &str) -> &mut Self {
         let k = self.count("securities_portfolios");
-        self.line("securities_portfolios", format!("PORT_{client}_{k},{client},Stock,Газпром ао,{quantity},{price},{price},2024-01-01"))
+        self.line(
+            "securities_portfolios",
+            format!("PORT_{client}_{k},{client},Stock,Газпром ао,{quantity},{price},{price},2024-01-01"),
+        )
     }
 
     fn count(&self, table: &str) -> usize {
@@ -166,20 +204,31 @@ impl Sources {
 /// A service address the test suite needs, from the environment. Fails loudly when it is
 /// not set: `deploy/local/test.sh` starts the services and sets these variables.
 pub fn service(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run the tests with deploy/local/test.sh, which starts the services"))
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the tests with deploy/local/test.sh, which starts the services")
+    })
 }
 
 /// The repository root (for the deploy/local scripts).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf()
 }
 
 /// A name no other test (or earlier run against the same service) uses: `prefix_<pid>_<n>`.
 pub fn unique_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    format!("{prefix}_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Settings that point the jobs at the test Kafka broker (`EBROKER_TEST_KAFKA`), with topics
@@ -196,9 +245,16 @@ pub fn kafka_settings(prefix: &str) -> Vec<(String, String)> {
 /// The `ebroker` binary built beside this test binary (`cargo test --workspace` builds it).
 pub fn ebroker_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
     let bin = dir.join("ebroker");
-    assert!(bin.is_file(), "{} is missing: build it with `cargo build -p ebroker` (deploy/local/test.sh does)", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p ebroker` (deploy/local/test.sh does)",
+        bin.display()
+    );
     bin
 }
 
@@ -234,7 +290,10 @@ pub fn postgres_settings(schema: &str) -> Vec<(String, String)> {
 /// an HTTP URL) in a database of its own, with quick retries.
 pub fn clickhouse_settings(database: &str) -> Vec<(String, String)> {
     vec![
-        ("clickhouse.url".into(), format!("{:?}", service("EBROKER_TEST_CLICKHOUSE"))),
+        (
+            "clickhouse.url".into(),
+            format!("{:?}", service("EBROKER_TEST_CLICKHOUSE")),
+        ),
         ("clickhouse.database".into(), format!("{database:?}")),
         ("clickhouse.retries".into(), "2".into()),
         ("clickhouse.retry_backoff_ms".into(), "200".into()),

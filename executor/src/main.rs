@@ -19,7 +19,10 @@ use tracing_subscriber::EnvFilter;
 fn main() {
     ebroker::resources::limit_allocator_arenas();
     let args = ExecutorArgs::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
     if let Err(message) = runtime.block_on(serve(args)) {
         eprintln!("error: {message}");
         std::process::exit(1);
@@ -32,8 +35,12 @@ async fn serve(args: ExecutorArgs) -> Result<(), String> {
         .parse()
         .map_err(|e| format!("--bind-host/--bind-health-port do not form an address: {e}"))?;
     let mut config: ExecutorProcessConfig = args.try_into().map_err(|e| format!("{e}"))?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.special_mod_log_level.clone()));
-    tracing_subscriber::fmt().with_ansi(false).with_env_filter(filter).init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.special_mod_log_level.clone()));
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .init();
     let for_config = ebroker.clone();
     config.override_config_producer = Some(Arc::new(move || ebroker::cluster::session_config(&for_config)));
     config.override_runtime_producer = Some(Arc::new(move |_| ebroker::cluster::node_runtime(&ebroker)));

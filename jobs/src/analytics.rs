@@ -15,9 +15,18 @@ pub const STAGE: &str = "analytics";
 
 /// The standard reports: (title, SQL file).
 pub const REPORTS: [(&str, &str); 3] = [
-    ("Offers by type and combined segment", "datafusion/report_offers_by_type.sql"),
-    ("Top 10 clients by expected revenue", "datafusion/report_top_clients.sql"),
-    ("Offers by priority level and offer priority", "datafusion/report_offers_by_priority.sql"),
+    (
+        "Offers by type and combined segment",
+        "datafusion/report_offers_by_type.sql",
+    ),
+    (
+        "Top 10 clients by expected revenue",
+        "datafusion/report_top_clients.sql",
+    ),
+    (
+        "Offers by priority level and offer priority",
+        "datafusion/report_offers_by_priority.sql",
+    ),
 ];
 
 /// How reports are printed.
@@ -41,14 +50,17 @@ impl AnalyticsReport {
         for (title, batches) in &self.sections {
             match format {
                 ReportFormat::Table => {
-                    let table = pretty_format_batches(batches).map_err(|e| Error::engine(format!("formatting {title}"))(e.into()))?;
+                    let table = pretty_format_batches(batches)
+                        .map_err(|e| Error::engine(format!("formatting {title}"))(e.into()))?;
                     out.push_str(&format!("{title}\n{table}\n\n"));
                 }
                 ReportFormat::Csv => {
                     out.push_str(&format!("# {title}\n"));
                     let mut writer = datafusion::arrow::csv::Writer::new(Vec::new());
                     for batch in batches {
-                        writer.write(batch).map_err(|e| Error::engine(format!("formatting {title}"))(e.into()))?;
+                        writer
+                            .write(batch)
+                            .map_err(|e| Error::engine(format!("formatting {title}"))(e.into()))?;
                     }
                     out.push_str(&String::from_utf8_lossy(&writer.into_inner()));
                     out.push('\n');
@@ -56,11 +68,18 @@ impl AnalyticsReport {
                 ReportFormat::Json => {
                     let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
                     let refs: Vec<&RecordBatch> = batches.iter().collect();
-                    writer.write_batches(&refs).map_err(|e| Error::engine(format!("formatting {title}"))(e.into()))?;
-                    writer.finish().map_err(|e| Error::engine(format!("formatting {title}"))(e.into()))?;
+                    writer
+                        .write_batches(&refs)
+                        .map_err(|e| Error::engine(format!("formatting {title}"))(e.into()))?;
+                    writer
+                        .finish()
+                        .map_err(|e| Error::engine(format!("formatting {title}"))(e.into()))?;
                     let rows = String::from_utf8_lossy(&writer.into_inner()).into_owned();
                     let rows = if rows.is_empty() { "[]".to_string() } else { rows };
-                    out.push_str(&format!("{{\"report\":{},\"rows\":{rows}}}\n", serde_json::Value::String(title.clone())));
+                    out.push_str(&format!(
+                        "{{\"report\":{},\"rows\":{rows}}}\n",
+                        serde_json::Value::String(title.clone())
+                    ));
                 }
             }
         }
@@ -69,16 +88,35 @@ impl AnalyticsReport {
 }
 
 /// Writes `marketing_analytics_daily` for `date` and computes the standard reports.
-pub async fn analytics(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, date: &str) -> Result<AnalyticsReport> {
+pub async fn analytics(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    sql: &SqlLibrary,
+    date: &str,
+) -> Result<AnalyticsReport> {
     register_cleaned(engine, warehouse, date).await?;
     register_mart(engine, warehouse, "marketing_clients", date).await?;
     register_mart(engine, warehouse, "targeted_offers", date).await?;
     let daily_sql = sql.render("datafusion/analytics_daily.sql", &[("processing_date", date)])?;
-    let daily_rows = write_partition(engine, warehouse, STAGE, Zone::Marts, "marketing_analytics_daily", date, &daily_sql).await?;
+    let daily_rows = write_partition(
+        engine,
+        warehouse,
+        STAGE,
+        Zone::Marts,
+        "marketing_analytics_daily",
+        date,
+        &daily_sql,
+    )
+    .await?;
     register_mart(engine, warehouse, "marketing_analytics_daily", date).await?;
     let mut sections = vec![(
         format!("Daily analytics {date}"),
-        engine.collect("SELECT * FROM marketing_analytics_daily ORDER BY segment", "reading the daily slice").await?,
+        engine
+            .collect(
+                "SELECT * FROM marketing_analytics_daily ORDER BY segment",
+                "reading the daily slice",
+            )
+            .await?,
     )];
     for (title, file) in REPORTS {
         let query = sql.render(file, &[])?;

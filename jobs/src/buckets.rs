@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use datafusion::prelude::{col, lit, DataFrame};
 use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::{col, lit, DataFrame};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -50,30 +50,56 @@ pub fn parse_file_name(name: &str) -> Option<(u32, u32)> {
 /// Writes `df` (rows with a `client_id`) into the directory `staged` as one file per bucket,
 /// every bucket present even when empty, so readers of a bucket always find its file.
 /// `scratch` holds DataFusion's partitioned output until the files are renamed into place.
-pub async fn write_bucketed(engine: &Engine, warehouse: &Warehouse, df: DataFrame, staged: &str, scratch: &str, buckets: u32, what: &str) -> Result<u64> {
+pub async fn write_bucketed(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    df: DataFrame,
+    staged: &str,
+    scratch: &str,
+    buckets: u32,
+    what: &str,
+) -> Result<u64> {
     warehouse.remove_all(scratch).await?;
     let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
     let bucket = crate::functions::client_bucket_udf().call(vec![col("client_id"), lit(i64::from(buckets))]);
-    let df = df.with_column(BUCKET_COLUMN, bucket).map_err(Error::engine(format!("bucketing {what}")))?;
+    let df = df
+        .with_column(BUCKET_COLUMN, bucket)
+        .map_err(Error::engine(format!("bucketing {what}")))?;
     let options = DataFrameWriteOptions::new().with_partition_by(vec![BUCKET_COLUMN.to_string()]);
-    let rows = engine.write_parquet_dir_with(df, &warehouse.url(scratch), options, what).await?;
+    let rows = engine
+        .write_parquet_dir_with(df, &warehouse.url(scratch), options, what)
+        .await?;
 
     let scratch_prefix = warehouse.path(scratch);
     let mut placed = vec![false; buckets as usize];
     for file in warehouse.list_files(scratch).await? {
-        let parts: Vec<String> = file.prefix_match(&scratch_prefix).into_iter().flatten().map(|p| p.as_ref().to_string()).collect();
+        let parts: Vec<String> = file
+            .prefix_match(&scratch_prefix)
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_ref().to_string())
+            .collect();
         let bucket = parts
             .first()
             .and_then(|dir| dir.strip_prefix(&format!("{BUCKET_COLUMN}=")))
             .and_then(|b| b.parse::<u32>().ok())
             .filter(|b| *b < buckets && parts.len() == 2 && !placed[*b as usize])
-            .ok_or_else(|| Error::Stage { stage: what.to_string(), message: format!("unexpected file {file} in the partitioned output of {what}") })?;
-        warehouse.rename(&format!("{scratch}{}", parts.join("/")), &format!("{staged}{}", file_name(bucket, buckets))).await?;
+            .ok_or_else(|| Error::Stage {
+                stage: what.to_string(),
+                message: format!("unexpected file {file} in the partitioned output of {what}"),
+            })?;
+        warehouse
+            .rename(
+                &format!("{scratch}{}", parts.join("/")),
+                &format!("{staged}{}", file_name(bucket, buckets)),
+            )
+            .await?;
         placed[bucket as usize] = true;
     }
     for bucket in (0..buckets).filter(|b| !placed[*b as usize]) {
         let path = format!("{staged}{}", file_name(bucket, buckets));
-        let writer = crate::clean::staging_writer(warehouse, &path, std::sync::Arc::clone(&schema), crate::clean::zstd())?;
+        let writer =
+            crate::clean::staging_writer(warehouse, &path, std::sync::Arc::clone(&schema), crate::clean::zstd())?;
         writer.close().await.map_err(crate::clean::parquet_error(&path))?;
     }
     warehouse.remove_all(scratch).await?;
@@ -99,7 +125,10 @@ impl CleanedBuckets {
             let mut counts = Vec::new();
             for file in warehouse.list_files(&partition).await? {
                 if let Some((bucket, buckets)) = file.filename().and_then(parse_file_name) {
-                    found.insert(bucket, warehouse.url(&format!("{partition}{}", file_name(bucket, buckets))));
+                    found.insert(
+                        bucket,
+                        warehouse.url(&format!("{partition}{}", file_name(bucket, buckets))),
+                    );
                     counts.push(buckets);
                 }
             }
@@ -116,8 +145,15 @@ impl CleanedBuckets {
         counts.sort_unstable();
         counts.dedup();
         match counts.as_slice() {
-            [buckets] => Ok(CleanedBuckets { buckets: *buckets, files: layouts.into_iter().map(|(t, (_, f))| (t, f)).collect() }),
-            _ => Err(Self::inconsistent(warehouse, &Warehouse::partition(Zone::Cleaned, "*", date), date)),
+            [buckets] => Ok(CleanedBuckets {
+                buckets: *buckets,
+                files: layouts.into_iter().map(|(t, (_, f))| (t, f)).collect(),
+            }),
+            _ => Err(Self::inconsistent(
+                warehouse,
+                &Warehouse::partition(Zone::Cleaned, "*", date),
+                date,
+            )),
         }
     }
 
@@ -136,7 +172,9 @@ impl CleanedBuckets {
     pub async fn register(&self, engine: &Engine, bucket: u32) -> Result<()> {
         for (name, files) in &self.files {
             let table = Table::by_name(name).expect("bucketed tables are source tables");
-            engine.register_parquet_dir(name, &files[bucket as usize], Some(crate::clean::cleaned_schema(table))).await?;
+            engine
+                .register_parquet_dir(name, &files[bucket as usize], Some(crate::clean::cleaned_schema(table)))
+                .await?;
         }
         Ok(())
     }
@@ -159,7 +197,12 @@ mod tests {
     fn file_names_round_trip_and_reject_others() {
         assert_eq!(file_name(3, 10), "bucket-00003-of-00010.parquet");
         assert_eq!(parse_file_name("bucket-00003-of-00010.parquet"), Some((3, 10)));
-        for other in ["part-0.parquet", "bucket-00010-of-00010.parquet", "bucket-3-of-10.parquet", "bucket-00003-of-00010.parquet.tmp"] {
+        for other in [
+            "part-0.parquet",
+            "bucket-00010-of-00010.parquet",
+            "bucket-3-of-10.parquet",
+            "bucket-00003-of-00010.parquet.tmp",
+        ] {
             assert_eq!(parse_file_name(other), None, "{other}");
         }
     }

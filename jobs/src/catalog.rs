@@ -47,7 +47,10 @@ pub async fn register_warehouse(engine: &Engine, warehouse: &Warehouse) -> Resul
         }
         for table in table_dirs(warehouse, zone).await? {
             if register_table(engine, warehouse, zone, &table).await? {
-                tables.push(CatalogTable { schema: zone.dir().to_string(), table });
+                tables.push(CatalogTable {
+                    schema: zone.dir().to_string(),
+                    table,
+                });
             }
         }
     }
@@ -63,13 +66,19 @@ async fn table_dirs(warehouse: &Warehouse, zone: Zone) -> Result<Vec<String>> {
         Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
         Err(e) => return Err(Error::storage(warehouse.url(zone.dir()).to_string())(e)),
     };
-    Ok(listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).filter(|name| !name.starts_with(['_', '.'])).collect())
+    Ok(listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().map(str::to_string))
+        .filter(|name| !name.starts_with(['_', '.']))
+        .collect())
 }
 
 /// Registers `zone.table` as a partitioned Parquet table; false when it holds no files yet.
 async fn register_table(engine: &Engine, warehouse: &Warehouse, zone: Zone, table: &str) -> Result<bool> {
     let what = format!("registering {}.{table}", zone.dir());
-    let url = ListingTableUrl::parse(warehouse.url(&format!("{}/{table}/", zone.dir()))).map_err(Error::engine(what.clone()))?;
+    let url = ListingTableUrl::parse(warehouse.url(&format!("{}/{table}/", zone.dir())))
+        .map_err(Error::engine(what.clone()))?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![("processing_date".to_string(), DataType::Date32)]);
@@ -82,10 +91,18 @@ async fn register_table(engine: &Engine, warehouse: &Warehouse, zone: Zone, tabl
     if schema.fields().is_empty() {
         return Ok(false);
     }
-    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
     let listing = ListingTable::try_new(config).map_err(Error::engine(what.clone()))?;
     let name = datafusion::common::TableReference::partial(zone.dir(), table);
-    engine.context().deregister_table(name.clone()).map_err(Error::engine(what.clone()))?;
-    engine.context().register_table(name, Arc::new(listing)).map_err(Error::engine(what))?;
+    engine
+        .context()
+        .deregister_table(name.clone())
+        .map_err(Error::engine(what.clone()))?;
+    engine
+        .context()
+        .register_table(name, Arc::new(listing))
+        .map_err(Error::engine(what))?;
     Ok(true)
 }

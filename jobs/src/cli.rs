@@ -156,7 +156,10 @@ impl GeneratorArgs {
 async fn generate_files(options: GenerateOptions) -> Result<crate::generate::GenerateReport> {
     tokio::task::spawn_blocking(move || generate(&options))
         .await
-        .map_err(|e| Error::Stage { stage: "generate".into(), message: e.to_string() })?
+        .map_err(|e| Error::Stage {
+            stage: "generate".into(),
+            message: e.to_string(),
+        })?
 }
 
 #[derive(Debug, Args)]
@@ -333,14 +336,20 @@ pub async fn execute(cli: Cli) -> Result<()> {
         }
         Command::Jobs(command) => {
             let base = config.cluster.rest_base().ok_or_else(|| {
-                Error::Usage("`ebroker jobs` needs a scheduler: pass --cluster df://host:50050 or set cluster.url".into())
+                Error::Usage(
+                    "`ebroker jobs` needs a scheduler: pass --cluster df://host:50050 or set cluster.url".into(),
+                )
             })?;
             let api = crate::operator::SchedulerApi::new(base);
             match command {
                 JobsCommand::List => print!("{}", crate::operator::render_jobs(&api.jobs().await?)),
                 JobsCommand::Status { id } => {
                     let (job, stages) = api.job(&id).await?;
-                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "job": job, "stages": stages })).unwrap_or_default());
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({ "job": job, "stages": stages }))
+                            .unwrap_or_default()
+                    );
                 }
                 JobsCommand::Cancel { id } => {
                     api.cancel(&id).await?;
@@ -351,10 +360,20 @@ pub async fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Generate(args) => {
-            let report = generate_files(args.generator.options(&config, args.date.unwrap_or_else(today), args.out)).await?;
+            let report = generate_files(
+                args.generator
+                    .options(&config, args.date.unwrap_or_else(today), args.out),
+            )
+            .await?;
             let secs = report.elapsed.as_secs_f64().max(1e-9);
             for f in &report.files {
-                println!("{:<24} {:>10} rows {:>12} bytes  {}", f.table, f.rows, f.bytes, f.path.display());
+                println!(
+                    "{:<24} {:>10} rows {:>12} bytes  {}",
+                    f.table,
+                    f.rows,
+                    f.bytes,
+                    f.path.display()
+                );
             }
             println!(
                 "generated {} rows in {:.2} s ({:.0} rows/s), peak RSS {}",
@@ -372,7 +391,11 @@ pub async fn execute(cli: Cli) -> Result<()> {
                 None => {
                     generated = tempfile_dir()?;
                     let out = generated.path().to_path_buf();
-                    generate_files(args.generator.options(&config, args.date.unwrap_or_else(today), out.clone())).await?;
+                    generate_files(
+                        args.generator
+                            .options(&config, args.date.unwrap_or_else(today), out.clone()),
+                    )
+                    .await?;
                     out
                 }
             };
@@ -389,7 +412,11 @@ pub async fn execute(cli: Cli) -> Result<()> {
             let records = outcome.manifest.records();
             if outcome.ingested {
                 let secs = outcome.seconds.max(1e-9);
-                println!("ingested {records} records for {date} in {secs:.2} s ({:.0} msg/s), peak RSS {}", records as f64 / secs, crate::resources::peak_rss_text());
+                println!(
+                    "ingested {records} records for {date} in {secs:.2} s ({:.0} msg/s), peak RSS {}",
+                    records as f64 / secs,
+                    crate::resources::peak_rss_text()
+                );
             } else {
                 println!("{date} was already ingested ({records} records); nothing read. Use --force to read its offset ranges again.");
             }
@@ -429,16 +456,26 @@ pub async fn execute(cli: Cli) -> Result<()> {
             if differences.is_empty() {
                 Ok(())
             } else {
-                Err(Error::Reconcile { table: "client_segmentation".into(), message: format!("{} clients differ between the database and the mart", differences.len()) })
+                Err(Error::Reconcile {
+                    table: "client_segmentation".into(),
+                    message: format!("{} clients differ between the database and the mart", differences.len()),
+                })
             }
         }
         Command::Sql(args) => {
             let (engine, warehouse, _) = open(&config).await?;
-            let output = crate::shell::Output { format: args.format, path: args.output };
+            let output = crate::shell::Output {
+                format: args.format,
+                path: args.output,
+            };
             let mut shell = crate::shell::Shell::open(&engine, &warehouse, output).await?;
             match (args.execute, args.file) {
                 (Some(sql), _) => shell.run_script(&sql).await,
-                (None, Some(file)) => shell.run_script(&std::fs::read_to_string(&file).map_err(Error::io(&file))?).await,
+                (None, Some(file)) => {
+                    shell
+                        .run_script(&std::fs::read_to_string(&file).map_err(Error::io(&file))?)
+                        .await
+                }
                 (None, None) => shell.interactive().await,
             }
         }
@@ -483,7 +520,10 @@ pub async fn execute(cli: Cli) -> Result<()> {
             let date = date_or_today(&args);
             let (engine, warehouse, sql) = open(&config).await?;
             let count = crate::offers::offers(&engine, &warehouse, &sql, &date).await?;
-            println!("marketing_clients {date}: {} clients; targeted_offers: {} offers", count.clients, count.offers);
+            println!(
+                "marketing_clients {date}: {} clients; targeted_offers: {} offers",
+                count.clients, count.offers
+            );
             Ok(())
         }
         Command::Analytics(args) => {
@@ -506,7 +546,10 @@ pub async fn execute(cli: Cli) -> Result<()> {
             let started = std::time::Instant::now();
             let result = crate::pipeline::run(&config, &engine, &warehouse, &sql, &options).await;
             let date = options.date.to_string();
-            if let Some(state) = warehouse.read_json::<crate::pipeline::RunState>(&crate::pipeline::state_file(&date)).await? {
+            if let Some(state) = warehouse
+                .read_json::<crate::pipeline::RunState>(&crate::pipeline::state_file(&date))
+                .await?
+            {
                 print!("{}", state.render());
             }
             result?;
@@ -523,7 +566,10 @@ pub async fn execute(cli: Cli) -> Result<()> {
 
 /// A temporary directory for generated sources, removed when dropped.
 fn tempfile_dir() -> Result<tempfile::TempDir> {
-    tempfile::Builder::new().prefix("ebroker-produce-").tempdir().map_err(Error::io(std::env::temp_dir()))
+    tempfile::Builder::new()
+        .prefix("ebroker-produce-")
+        .tempdir()
+        .map_err(Error::io(std::env::temp_dir()))
 }
 
 fn date_or_today(args: &DateArgs) -> String {

@@ -24,7 +24,8 @@ pub fn session_config(config: &Config) -> SessionConfig {
 
 /// The runtime a cluster node runs tasks in: ebroker's object stores and memory budget.
 pub fn node_runtime(config: &Config) -> datafusion::error::Result<Arc<RuntimeEnv>> {
-    runtime_env(config, Arc::new(StoreRegistry::new())).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+    runtime_env(config, Arc::new(StoreRegistry::new()))
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
 }
 
 /// The session state the scheduler plans with: default features, ebroker's runtime and
@@ -43,7 +44,10 @@ pub fn scheduler_session(config: &Config, session: SessionConfig) -> datafusion:
 /// The executors' function registry: Ballista's defaults plus ebroker's functions.
 pub fn function_registry() -> BallistaFunctionRegistry {
     let mut registry = BallistaFunctionRegistry::default();
-    let ours: HashMap<String, _> = functions::all().into_iter().map(|f| (f.name().to_string(), Arc::new(f))).collect();
+    let ours: HashMap<String, _> = functions::all()
+        .into_iter()
+        .map(|f| (f.name().to_string(), Arc::new(f)))
+        .collect();
     registry.scalar_functions.extend(ours);
     registry
 }
@@ -56,10 +60,14 @@ pub async fn remote_context(config: &Config, registry: Arc<StoreRegistry>) -> Re
         .with_runtime_env(runtime_env(config, registry)?)
         .with_default_features()
         .build();
-    let ctx = SessionContext::remote_with_state(url, state).await.map_err(|source| Error::Engine {
-        context: format!("connecting to the Ballista scheduler at {url} (is it running? `deploy/local/cluster.sh status`)"),
-        source,
-    })?;
+    let ctx = SessionContext::remote_with_state(url, state)
+        .await
+        .map_err(|source| Error::Engine {
+            context: format!(
+                "connecting to the Ballista scheduler at {url} (is it running? `deploy/local/cluster.sh status`)"
+            ),
+            source,
+        })?;
     // The remote context resets scalar functions from the state: register ours after.
     functions::register(&ctx);
     Ok(ctx)

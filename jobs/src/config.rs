@@ -82,7 +82,9 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     /// The scheduler's REST API base (`http://host:port`), when a cluster is configured.
     pub fn rest_base(&self) -> Option<String> {
-        self.url.strip_prefix("df://").map(|hostport| format!("http://{}", hostport.trim_end_matches('/')))
+        self.url
+            .strip_prefix("df://")
+            .map(|hostport| format!("http://{}", hostport.trim_end_matches('/')))
     }
 }
 
@@ -137,7 +139,10 @@ impl KafkaConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let prefix_ok = self.topic_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        let prefix_ok = self
+            .topic_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if !prefix_ok || self.topic_prefix.len() > 200 {
             return Err(Error::Config(format!(
                 "kafka.topic_prefix = {:?} may hold only letters, digits, '.', '_' and '-' (e.g. \"HA_\")",
@@ -145,7 +150,9 @@ impl KafkaConfig {
             )));
         }
         if self.group_id.trim().is_empty() {
-            return Err(Error::Config("kafka.group_id is empty; name the consumer group, e.g. \"ebroker-ingest\"".into()));
+            return Err(Error::Config(
+                "kafka.group_id is empty; name the consumer group, e.g. \"ebroker-ingest\"".into(),
+            ));
         }
         if self.partitions < 1 || self.replication_factor < 1 {
             return Err(Error::Config(format!(
@@ -216,11 +223,22 @@ impl GreenplumConfig {
                 self.sslmode
             )));
         }
-        if self.pxf_server.is_empty() || !self.pxf_server.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')) {
-            return Err(Error::Config(format!("greenplum.pxf_server = {:?} must be a PXF server name such as \"default\"", self.pxf_server)));
+        if self.pxf_server.is_empty()
+            || !self
+                .pxf_server
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        {
+            return Err(Error::Config(format!(
+                "greenplum.pxf_server = {:?} must be a PXF server name such as \"default\"",
+                self.pxf_server
+            )));
         }
         if self.pxf_root.contains(['\'', '?', '&']) {
-            return Err(Error::Config(format!("greenplum.pxf_root = {:?} may not contain quotes, '?' or '&'", self.pxf_root)));
+            return Err(Error::Config(format!(
+                "greenplum.pxf_root = {:?} may not contain quotes, '?' or '&'",
+                self.pxf_root
+            )));
         }
         Ok(())
     }
@@ -253,7 +271,10 @@ impl ClickHouseConfig {
 
     fn validate(&self) -> Result<()> {
         if self.enabled() && !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(Error::Config(format!("clickhouse.url = {:?} is not an HTTP endpoint; use http://host:8123 (or https:// for TLS)", self.url)));
+            return Err(Error::Config(format!(
+                "clickhouse.url = {:?} is not an HTTP endpoint; use http://host:8123 (or https:// for TLS)",
+                self.url
+            )));
         }
         if !is_plain_identifier(&self.database) {
             return Err(Error::Config(format!(
@@ -262,7 +283,10 @@ impl ClickHouseConfig {
             )));
         }
         if !(10_000..=1_000_000).contains(&self.batch_rows) {
-            return Err(Error::Config(format!("clickhouse.batch_rows = {} is outside 10000..1000000", self.batch_rows)));
+            return Err(Error::Config(format!(
+                "clickhouse.batch_rows = {} is outside 10000..1000000",
+                self.batch_rows
+            )));
         }
         Ok(())
     }
@@ -298,20 +322,25 @@ impl Config {
     }
 
     /// [`Config::load`] with the environment given explicitly (for tests).
-    pub fn load_from(
-        file: Option<&Path>,
-        env: &[(String, String)],
-        overrides: &[(String, String)],
-    ) -> Result<Config> {
-        let mut merged: toml::Table = toml::from_str(DEFAULT_TOML)
-            .map_err(|e| Error::Config(format!("embedded defaults do not parse: {e}")))?;
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)], overrides: &[(String, String)]) -> Result<Config> {
+        let mut merged: toml::Table =
+            toml::from_str(DEFAULT_TOML).map_err(|e| Error::Config(format!("embedded defaults do not parse: {e}")))?;
         if let Some(layer) = read_file_layer(file)? {
             merge(&mut merged, layer);
         }
         for (name, value) in env {
             if let Some((_, key)) = GREENPLUM_ENV.iter().find(|(var, _)| var == name) {
-                let raw = if *key == "port" { value.clone() } else { format!("{value:?}") };
-                set_dotted(&mut merged, &format!("greenplum.{key}"), &raw, &format!("environment variable {name}"))?;
+                let raw = if *key == "port" {
+                    value.clone()
+                } else {
+                    format!("{value:?}")
+                };
+                set_dotted(
+                    &mut merged,
+                    &format!("greenplum.{key}"),
+                    &raw,
+                    &format!("environment variable {name}"),
+                )?;
             }
         }
         for (name, value) in env {
@@ -335,13 +364,19 @@ impl Config {
     /// Checks every value; the message names the key, the bad value and the fix.
     pub fn validate(&self) -> Result<()> {
         if self.warehouse.root.trim().is_empty() {
-            return Err(Error::Config("warehouse.root is empty; set it to a path or URL such as ./warehouse".into()));
+            return Err(Error::Config(
+                "warehouse.root is empty; set it to a path or URL such as ./warehouse".into(),
+            ));
         }
         if self.warehouse.clients_per_bucket == 0 {
-            return Err(Error::Config("warehouse.clients_per_bucket = 0; use a positive number such as 500000".into()));
+            return Err(Error::Config(
+                "warehouse.clients_per_bucket = 0; use a positive number such as 500000".into(),
+            ));
         }
         let cluster = &self.cluster.url;
-        let valid_url = cluster.strip_prefix("df://").is_some_and(|rest| rest.contains(':') && !rest.contains('/'));
+        let valid_url = cluster
+            .strip_prefix("df://")
+            .is_some_and(|rest| rest.contains(':') && !rest.contains('/'));
         if !cluster.is_empty() && !valid_url {
             return Err(Error::Config(format!(
                 "cluster.url = {cluster:?} is not a Ballista scheduler URL; use df://host:50050, or leave it empty to run in-process"
@@ -349,7 +384,9 @@ impl Config {
         }
         self.memory_limit_bytes()?;
         if self.engine.batch_size == 0 {
-            return Err(Error::Config("engine.batch_size = 0; use a positive number such as 8192".into()));
+            return Err(Error::Config(
+                "engine.batch_size = 0; use a positive number such as 8192".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&self.generate.dirty) {
             return Err(Error::Config(format!(
@@ -358,13 +395,18 @@ impl Config {
             )));
         }
         if self.generate.clients == 0 {
-            return Err(Error::Config("generate.clients = 0; generate at least one client".into()));
+            return Err(Error::Config(
+                "generate.clients = 0; generate at least one client".into(),
+            ));
         }
         self.kafka.validate()?;
         self.greenplum.validate()?;
         self.clickhouse.validate()?;
         if self.serve.host.parse::<std::net::IpAddr>().is_err() {
-            return Err(Error::Config(format!("serve.host = {:?} is not an IP address; use 127.0.0.1, or 0.0.0.0 for every interface", self.serve.host)));
+            return Err(Error::Config(format!(
+                "serve.host = {:?} is not an IP address; use 127.0.0.1, or 0.0.0.0 for every interface",
+                self.serve.host
+            )));
         }
         Ok(())
     }
@@ -407,8 +449,8 @@ fn read_file_layer(file: Option<&Path>) -> Result<Option<toml::Table>> {
         None => return Ok(None),
     };
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
-    let table = toml::from_str(&text)
-        .map_err(|e| Error::Config(format!("{} is not valid TOML: {e}", path.display())))?;
+    let table =
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{} is not valid TOML: {e}", path.display())))?;
     Ok(Some(table))
 }
 
@@ -426,7 +468,9 @@ fn merge(base: &mut toml::Table, layer: toml::Table) {
 /// Sets `section.key` to `raw`, typed like TOML (`2`, `true`, `0.5`) or else as a string.
 fn set_dotted(table: &mut toml::Table, dotted: &str, raw: &str, origin: &str) -> Result<()> {
     let (section, key) = dotted.split_once('.').ok_or_else(|| {
-        Error::Config(format!("{origin}: `{dotted}` is not section.key (e.g. engine.memory_limit)"))
+        Error::Config(format!(
+            "{origin}: `{dotted}` is not section.key (e.g. engine.memory_limit)"
+        ))
     })?;
     let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
@@ -461,7 +505,9 @@ fn mask_secrets(value: &mut toml::Value) {
 /// Parses `512MiB`, `2GiB`, `100MB`, `1024` into bytes.
 pub fn parse_byte_size(text: &str) -> Option<usize> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse().ok()?;
     let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -524,7 +570,10 @@ mod tests {
             ("EBROKER_GREENPLUM__USER".to_string(), "etl".to_string()),
         ];
         let c = Config::load_from(None, &env, &[]).unwrap();
-        assert_eq!((c.greenplum.host.as_str(), c.greenplum.port, c.greenplum.user.as_str()), ("gp.bank", 6432, "etl"));
+        assert_eq!(
+            (c.greenplum.host.as_str(), c.greenplum.port, c.greenplum.user.as_str()),
+            ("gp.bank", 6432, "etl")
+        );
         assert_eq!(c.greenplum.password, "12345", "a numeric password stays a string");
         assert!(!c.to_masked_toml().contains("12345"));
         let flags = vec![("greenplum.schema".to_string(), "\"x; DROP TABLE y\"".to_string())];

@@ -85,7 +85,11 @@ impl Engine {
             .build();
         let ctx = SessionContext::new_with_state(state);
         functions::register(&ctx);
-        Ok(Engine { ctx, registry, timeout: None })
+        Ok(Engine {
+            ctx,
+            registry,
+            timeout: None,
+        })
     }
 
     /// The engine the configuration asks for: the Ballista cluster at `cluster.url`, or
@@ -96,7 +100,8 @@ impl Engine {
         }
         let registry = Arc::new(StoreRegistry::new());
         let ctx = crate::cluster::remote_context(config, Arc::clone(&registry)).await?;
-        let timeout = (config.cluster.query_timeout_secs > 0).then(|| std::time::Duration::from_secs(config.cluster.query_timeout_secs));
+        let timeout = (config.cluster.query_timeout_secs > 0)
+            .then(|| std::time::Duration::from_secs(config.cluster.query_timeout_secs));
         Ok(Engine { ctx, registry, timeout })
     }
 
@@ -133,32 +138,52 @@ impl Engine {
         let config = ListingTableConfig::new(table_url).with_listing_options(options);
         let config = match schema {
             Some(schema) => config.with_schema(schema),
-            None => config.infer_schema(&self.ctx.state()).await.map_err(Error::engine(context.clone()))?,
+            None => config
+                .infer_schema(&self.ctx.state())
+                .await
+                .map_err(Error::engine(context.clone()))?,
         };
         let table = ListingTable::try_new(config).map_err(Error::engine(context.clone()))?;
-        self.ctx.deregister_table(name).map_err(Error::engine(context.clone()))?;
-        self.ctx.register_table(name, Arc::new(table)).map_err(Error::engine(context))?;
+        self.ctx
+            .deregister_table(name)
+            .map_err(Error::engine(context.clone()))?;
+        self.ctx
+            .register_table(name, Arc::new(table))
+            .map_err(Error::engine(context))?;
         Ok(())
     }
 
     /// Plans `sql`.
     pub async fn sql(&self, sql: &str, what: &str) -> Result<DataFrame> {
-        self.ctx.sql(sql).await.map_err(Error::engine(format!("planning {what}")))
+        self.ctx
+            .sql(sql)
+            .await
+            .map_err(Error::engine(format!("planning {what}")))
     }
 
     /// Runs `sql` and collects the (small) result.
     pub async fn collect(&self, sql: &str, what: &str) -> Result<Vec<RecordBatch>> {
         let df = self.sql(sql, what).await?;
-        self.bounded(what, async { df.collect().await.map_err(Error::engine(format!("running {what}"))) }).await
+        self.bounded(what, async {
+            df.collect().await.map_err(Error::engine(format!("running {what}")))
+        })
+        .await
     }
 
     /// Writes `df` as Parquet files into the directory `url`; returns the rows written.
     pub async fn write_parquet_dir(&self, df: DataFrame, url: &Url, what: &str) -> Result<u64> {
-        self.write_parquet_dir_with(df, url, DataFrameWriteOptions::new(), what).await
+        self.write_parquet_dir_with(df, url, DataFrameWriteOptions::new(), what)
+            .await
     }
 
     /// [`Self::write_parquet_dir`] with write options (e.g. a partitioned write).
-    pub async fn write_parquet_dir_with(&self, df: DataFrame, url: &Url, options: DataFrameWriteOptions, what: &str) -> Result<u64> {
+    pub async fn write_parquet_dir_with(
+        &self,
+        df: DataFrame,
+        url: &Url,
+        options: DataFrameWriteOptions,
+        what: &str,
+    ) -> Result<u64> {
         if let Ok(dir) = url.to_file_path() {
             std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         }
@@ -193,7 +218,10 @@ pub fn scalar_u64(batches: &[RecordBatch]) -> u64 {
         .find(|b| b.num_rows() > 0)
         .and_then(|b| {
             let col = cast(b.column(0), &DataType::UInt64).ok()?;
-            let col = col.as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>()?.clone();
+            let col = col
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::UInt64Array>()?
+                .clone();
             (!col.is_null(0)).then(|| col.value(0))
         })
         .unwrap_or(0)

@@ -107,7 +107,10 @@ impl Error {
     pub fn engine(context: impl Into<String>) -> impl FnOnce(datafusion::error::DataFusionError) -> Error {
         let context = context.into();
         move |source| {
-            let context = if matches!(source.find_root(), datafusion::error::DataFusionError::ResourcesExhausted(_)) {
+            let context = if matches!(
+                source.find_root(),
+                datafusion::error::DataFusionError::ResourcesExhausted(_)
+            ) {
                 format!("{context} (out of query memory: raise engine.memory_limit, e.g. EBROKER_ENGINE__MEMORY_LIMIT=1GiB, or lower engine.target_partitions)")
             } else {
                 context
@@ -148,9 +151,15 @@ mod tests {
 
     #[test]
     fn running_out_of_query_memory_names_the_setting_to_raise() {
-        let exhausted = DataFusionError::Context("sorting".into(), Box::new(DataFusionError::ResourcesExhausted("SortPreservingMergeExec[0]".into())));
+        let exhausted = DataFusionError::Context(
+            "sorting".into(),
+            Box::new(DataFusionError::ResourcesExhausted("SortPreservingMergeExec[0]".into())),
+        );
         let text = Error::engine("running segment")(exhausted).to_string();
-        assert!(text.contains("raise engine.memory_limit") && text.contains("SortPreservingMergeExec[0]"), "{text}");
+        assert!(
+            text.contains("raise engine.memory_limit") && text.contains("SortPreservingMergeExec[0]"),
+            "{text}"
+        );
         let other = Error::engine("running segment")(DataFusionError::Plan("no such column".into())).to_string();
         assert!(!other.contains("memory_limit"), "{other}");
     }

@@ -35,7 +35,11 @@ pub fn offer_id_udf() -> ScalarUDF {
 
 fn offer_id_columnar(args: &[ColumnarValue]) -> Result<ColumnarValue> {
     let arrays = ColumnarValue::values_to_arrays(args)?;
-    let (clients, types, dates) = (as_string_array(&arrays[0])?, as_string_array(&arrays[1])?, as_string_array(&arrays[2])?);
+    let (clients, types, dates) = (
+        as_string_array(&arrays[0])?,
+        as_string_array(&arrays[1])?,
+        as_string_array(&arrays[2])?,
+    );
     let mut out = UInt64Builder::with_capacity(clients.len());
     for i in 0..clients.len() {
         if clients.is_null(i) || types.is_null(i) || dates.is_null(i) {
@@ -63,7 +67,11 @@ pub fn client_bucket_udf() -> ScalarUDF {
 fn client_bucket_columnar(args: &[ColumnarValue]) -> Result<ColumnarValue> {
     let buckets = match &args[1] {
         ColumnarValue::Scalar(ScalarValue::Int64(Some(n))) if (1..=i64::from(u32::MAX)).contains(n) => *n as u32,
-        other => return Err(DataFusionError::Plan(format!("client_bucket needs a constant bucket count >= 1, got {other:?}"))),
+        other => {
+            return Err(DataFusionError::Plan(format!(
+                "client_bucket needs a constant bucket count >= 1, got {other:?}"
+            )))
+        }
     };
     let ids = match &args[0] {
         ColumnarValue::Array(ids) => Arc::clone(ids),
@@ -76,9 +84,13 @@ fn client_bucket_columnar(args: &[ColumnarValue]) -> Result<ColumnarValue> {
         }
     };
     let ids = as_string_array(&ids)?;
-    let buckets = UInt32Array::from_iter_values(
-        (0..ids.len()).map(|i| if ids.is_null(i) { 0 } else { crate::buckets::bucket_of(ids.value(i).as_bytes(), buckets) }),
-    );
+    let buckets = UInt32Array::from_iter_values((0..ids.len()).map(|i| {
+        if ids.is_null(i) {
+            0
+        } else {
+            crate::buckets::bucket_of(ids.value(i).as_bytes(), buckets)
+        }
+    }));
     let array: ArrayRef = Arc::new(buckets);
     Ok(ColumnarValue::Array(array))
 }

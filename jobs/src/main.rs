@@ -9,7 +9,10 @@ fn main() {
     ebroker::resources::limit_allocator_arenas();
     let cli = Cli::parse();
     init_tracing(cli.global.log_format, cli.global.verbose);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
     if let Err(error) = runtime.block_on(execute(cli)) {
         eprintln!("error: {}", chain(&error));
         std::process::exit(error.exit_code());
@@ -23,7 +26,9 @@ fn init_tracing(format: LogFormat, verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),

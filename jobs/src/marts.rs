@@ -20,7 +20,9 @@ use crate::storage::{Warehouse, Zone};
 pub async fn register_cleaned(engine: &Engine, warehouse: &Warehouse, date: &str) -> Result<()> {
     for table in TABLES {
         let url = warehouse.url(&Warehouse::partition(Zone::Cleaned, table.name, date));
-        engine.register_parquet_dir(table.name, &url, Some(cleaned_schema(table))).await?;
+        engine
+            .register_parquet_dir(table.name, &url, Some(cleaned_schema(table)))
+            .await?;
     }
     Ok(())
 }
@@ -33,7 +35,15 @@ pub async fn register_mart(engine: &Engine, warehouse: &Warehouse, name: &str, d
 
 /// Runs `sql` and publishes its result as `zone/table/processing_date=date/`, replacing the
 /// day's previous output in one step. Returns the rows written.
-pub async fn write_partition(engine: &Engine, warehouse: &Warehouse, stage: &str, zone: Zone, table: &str, date: &str, sql: &str) -> Result<u64> {
+pub async fn write_partition(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    stage: &str,
+    zone: Zone,
+    table: &str,
+    date: &str,
+    sql: &str,
+) -> Result<u64> {
     let mut output = PartitionWriter::begin(warehouse, stage, zone, table, date).await?;
     output.write_query(engine, sql).await?;
     output.commit().await
@@ -52,17 +62,31 @@ pub struct PartitionWriter<'a> {
 
 impl<'a> PartitionWriter<'a> {
     /// Clears the stage's leftover staging for `zone/table` of `date`.
-    pub async fn begin(warehouse: &'a Warehouse, stage: &str, zone: Zone, table: &str, date: &str) -> Result<PartitionWriter<'a>> {
+    pub async fn begin(
+        warehouse: &'a Warehouse,
+        stage: &str,
+        zone: Zone,
+        table: &str,
+        date: &str,
+    ) -> Result<PartitionWriter<'a>> {
         let staged = Warehouse::staging(stage, date, zone.dir(), table);
         warehouse.remove_all(&staged).await?;
         let target = Warehouse::partition(zone, table, date);
-        Ok(PartitionWriter { warehouse, staged, target, what: format!("{table} for {date}"), rows: 0 })
+        Ok(PartitionWriter {
+            warehouse,
+            staged,
+            target,
+            what: format!("{table} for {date}"),
+            rows: 0,
+        })
     }
 
     /// Runs `sql` and adds its result to the staged day.
     pub async fn write_query(&mut self, engine: &Engine, sql: &str) -> Result<u64> {
         let df = engine.sql(sql, &self.what).await?;
-        let rows = engine.write_parquet_dir(df, &self.warehouse.url(&self.staged), &self.what).await?;
+        let rows = engine
+            .write_parquet_dir(df, &self.warehouse.url(&self.staged), &self.what)
+            .await?;
         self.rows += rows;
         Ok(rows)
     }
@@ -78,13 +102,25 @@ impl<'a> PartitionWriter<'a> {
 /// Streams the record batches of one day of a table (`zone/table/processing_date=date/`),
 /// file by file, for loaders that push a day to another system. Fails when the day has no
 /// files, naming the stage that writes them.
-pub async fn read_partition(warehouse: &Warehouse, zone: Zone, table: &str, date: &str) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+pub async fn read_partition(
+    warehouse: &Warehouse,
+    zone: Zone,
+    table: &str,
+    date: &str,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
     let partition = Warehouse::partition(zone, table, date);
-    let files: Vec<_> = warehouse.list_files(&partition).await?.into_iter().filter(|p| p.as_ref().ends_with(".parquet")).collect();
+    let files: Vec<_> = warehouse
+        .list_files(&partition)
+        .await?
+        .into_iter()
+        .filter(|p| p.as_ref().ends_with(".parquet"))
+        .collect();
     if files.is_empty() {
         return Err(Error::Input {
             path: warehouse.url(&partition).to_string(),
-            message: format!("{table} has no data for {date}; run the stage that writes it first (`ebroker run --date {date}`)"),
+            message: format!(
+                "{table} has no data for {date}; run the stage that writes it first (`ebroker run --date {date}`)"
+            ),
         });
     }
     let store = Arc::clone(warehouse.store());
@@ -98,8 +134,14 @@ pub async fn read_partition(warehouse: &Warehouse, zone: Zone, table: &str, date
                 let stream = ParquetRecordBatchStreamBuilder::new(reader)
                     .await
                     .and_then(|b| b.with_batch_size(8192).build())
-                    .map_err(|source| Error::Parquet { path: path.clone(), source })?;
-                Ok::<_, Error>(stream.map_err(move |source| Error::Parquet { path: path.clone(), source }))
+                    .map_err(|source| Error::Parquet {
+                        path: path.clone(),
+                        source,
+                    })?;
+                Ok::<_, Error>(stream.map_err(move |source| Error::Parquet {
+                    path: path.clone(),
+                    source,
+                }))
             }
         })
         .try_flatten();
@@ -109,14 +151,26 @@ pub async fn read_partition(warehouse: &Warehouse, zone: Zone, table: &str, date
 /// Publishes `batch` (built in the client, e.g. the day's offer templates) as the partition
 /// `zone/table/processing_date=date/`, through staging and one commit, so that cluster
 /// nodes read it like any other table.
-pub async fn write_batch(warehouse: &Warehouse, stage: &str, zone: Zone, table: &str, date: &str, batch: &RecordBatch) -> Result<()> {
+pub async fn write_batch(
+    warehouse: &Warehouse,
+    stage: &str,
+    zone: Zone,
+    table: &str,
+    date: &str,
+    batch: &RecordBatch,
+) -> Result<()> {
     let staged = Warehouse::staging(stage, date, zone.dir(), table);
     warehouse.remove_all(&staged).await?;
     let file = format!("{staged}part-0.parquet");
-    let parquet_error = |source| Error::Parquet { path: file.clone(), source };
+    let parquet_error = |source| Error::Parquet {
+        path: file.clone(),
+        source,
+    };
     let sink = BufWriter::new(Arc::clone(warehouse.store()), warehouse.path(&file));
     let mut writer = AsyncArrowWriter::try_new(sink, batch.schema(), None).map_err(parquet_error)?;
     writer.write(batch).await.map_err(parquet_error)?;
     writer.close().await.map_err(parquet_error)?;
-    warehouse.commit(&staged, &Warehouse::partition(zone, table, date)).await
+    warehouse
+        .commit(&staged, &Warehouse::partition(zone, table, date))
+        .await
 }

@@ -30,7 +30,9 @@ pub struct QueryMemoryPool {
 impl QueryMemoryPool {
     /// A pool of `limit` bytes.
     pub fn new(limit: usize) -> QueryMemoryPool {
-        QueryMemoryPool { fair: FairSpillPool::new(limit) }
+        QueryMemoryPool {
+            fair: FairSpillPool::new(limit),
+        }
     }
 }
 
@@ -92,16 +94,26 @@ mod tests {
     #[test]
     fn repartition_buffers_are_counted_but_never_refused() {
         let pool: Arc<dyn MemoryPool> = Arc::new(QueryMemoryPool::new(1000));
-        let sort = MemoryConsumer::new("ExternalSorter[0]").with_can_spill(true).register(&pool);
-        let repartition = MemoryConsumer::new("RepartitionExec[0]").with_can_spill(true).register(&pool);
+        let sort = MemoryConsumer::new("ExternalSorter[0]")
+            .with_can_spill(true)
+            .register(&pool);
+        let repartition = MemoryConsumer::new("RepartitionExec[0]")
+            .with_can_spill(true)
+            .register(&pool);
         sort.try_grow(400).unwrap();
         repartition.try_grow(5000).unwrap();
         assert_eq!(pool.reserved(), 5400);
         // the others keep their fair share of the budget: 1000 / 2 spilling consumers
-        assert!(sort.try_grow(101).is_err(), "a spilling operator is still held to its share");
+        assert!(
+            sort.try_grow(101).is_err(),
+            "a spilling operator is still held to its share"
+        );
         sort.try_grow(100).unwrap();
         let merge = MemoryConsumer::new("ExternalSorterMerge[0]").register(&pool);
-        assert!(merge.try_grow(1).is_err(), "a non-spilling reservation is refused beyond the budget");
+        assert!(
+            merge.try_grow(1).is_err(),
+            "a non-spilling reservation is refused beyond the budget"
+        );
         drop(repartition);
         assert_eq!(pool.reserved(), 500);
     }

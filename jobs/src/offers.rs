@@ -51,7 +51,10 @@ pub fn load_templates(sql: &SqlLibrary) -> Result<RecordBatch> {
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let header = lines.next().map(|(_, l)| l.trim()).unwrap_or_default();
     if header != HEADER {
-        return Err(template_error(1, &format!("header is {header:?}; it must be {HEADER:?}")));
+        return Err(template_error(
+            1,
+            &format!("header is {header:?}; it must be {HEADER:?}"),
+        ));
     }
     let mut columns: [Vec<String>; 3] = Default::default();
     let (mut revenue, mut priority) = (Vec::new(), Vec::new());
@@ -60,16 +63,25 @@ pub fn load_templates(sql: &SqlLibrary) -> Result<RecordBatch> {
         let number = index + 1;
         let mut fields = Vec::new();
         if !split_csv_line(line, &mut fields) || fields.len() != 5 {
-            return Err(template_error(number, "needs 5 comma-separated fields (quote text that contains commas)"));
+            return Err(template_error(
+                number,
+                "needs 5 comma-separated fields (quote text that contains commas)",
+            ));
         }
         let segment = trim(&fields[0]).to_string();
         if !COMBINED_SEGMENTS.contains(&segment.as_str()) {
-            return Err(template_error(number, &format!("unknown combined segment {segment:?}; use one of {COMBINED_SEGMENTS:?}")));
+            return Err(template_error(
+                number,
+                &format!("unknown combined segment {segment:?}; use one of {COMBINED_SEGMENTS:?}"),
+            ));
         }
         let base = parse_int(trim(&fields[3])).filter(|v| *v >= 0);
         let prio = parse_int(trim(&fields[4])).filter(|v| (1..=255).contains(v));
         let (Some(base), Some(prio)) = (base, prio) else {
-            return Err(template_error(number, "base_revenue must be a whole number >= 0 and offer_priority a whole number 1..255"));
+            return Err(template_error(
+                number,
+                "base_revenue must be a whole number >= 0 and offer_priority a whole number 1..255",
+            ));
         };
         *per_segment.entry(segment.clone()).or_default() += 1;
         columns[0].push(segment);
@@ -79,7 +91,10 @@ pub fn load_templates(sql: &SqlLibrary) -> Result<RecordBatch> {
         priority.push(prio);
     }
     if let Some(missing) = COMBINED_SEGMENTS.iter().find(|s| !per_segment.contains_key(**s)) {
-        return Err(template_error(0, &format!("no offers for combined segment {missing:?}; every segment needs its offers")));
+        return Err(template_error(
+            0,
+            &format!("no offers for combined segment {missing:?}; every segment needs its offers"),
+        ));
     }
     let schema = Arc::new(Schema::new(vec![
         Field::new("combined_segment", DataType::Utf8, false),
@@ -100,7 +115,11 @@ pub fn load_templates(sql: &SqlLibrary) -> Result<RecordBatch> {
 }
 
 fn template_error(line: usize, message: &str) -> Error {
-    let place = if line == 0 { String::new() } else { format!(" line {line}") };
+    let place = if line == 0 {
+        String::new()
+    } else {
+        format!(" line {line}")
+    };
     Error::Config(format!("{TEMPLATES}{place}: {message}"))
 }
 
@@ -119,10 +138,28 @@ pub async fn offers(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, da
     register_mart(engine, warehouse, "client_segmentation", date).await?;
     let params = [("processing_date", date)];
     let clients_sql = sql.render("datafusion/marketing_clients.sql", &params)?;
-    let clients = write_partition(engine, warehouse, STAGE, Zone::Marts, "marketing_clients", date, &clients_sql).await?;
+    let clients = write_partition(
+        engine,
+        warehouse,
+        STAGE,
+        Zone::Marts,
+        "marketing_clients",
+        date,
+        &clients_sql,
+    )
+    .await?;
     register_mart(engine, warehouse, "marketing_clients", date).await?;
     let offers_sql = sql.render("datafusion/targeted_offers.sql", &params)?;
-    let offers = write_partition(engine, warehouse, STAGE, Zone::Marts, "targeted_offers", date, &offers_sql).await?;
+    let offers = write_partition(
+        engine,
+        warehouse,
+        STAGE,
+        Zone::Marts,
+        "targeted_offers",
+        date,
+        &offers_sql,
+    )
+    .await?;
     Ok(OffersCount { clients, offers })
 }
 
@@ -140,10 +177,14 @@ mod tests {
     fn bad_templates_name_the_line() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(TEMPLATES), format!("{HEADER}\nVIP Active,X,Y,lots,1\n")).unwrap();
-        let err = load_templates(&SqlLibrary::new(Some(dir.path().to_path_buf()))).unwrap_err().to_string();
+        let err = load_templates(&SqlLibrary::new(Some(dir.path().to_path_buf())))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2") && err.contains("base_revenue"), "{err}");
         std::fs::write(dir.path().join(TEMPLATES), format!("{HEADER}\nVIP Active,X,Y,1,1\n")).unwrap();
-        let err = load_templates(&SqlLibrary::new(Some(dir.path().to_path_buf()))).unwrap_err().to_string();
+        let err = load_templates(&SqlLibrary::new(Some(dir.path().to_path_buf())))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("VIP Passive"), "{err}");
     }
 }

@@ -13,14 +13,19 @@ pub struct SchedulerApi {
 
 impl SchedulerApi {
     pub fn new(base: String) -> Self {
-        SchedulerApi { base, http: reqwest::Client::new() }
+        SchedulerApi {
+            base,
+            http: reqwest::Client::new(),
+        }
     }
 
     async fn call(&self, method: reqwest::Method, path: &str) -> Result<Value> {
         let url = format!("{}{path}", self.base);
         let unreachable = |e: reqwest::Error| Error::Stage {
             stage: "jobs".into(),
-            message: format!("cannot reach the scheduler at {url}: {e} (is it running? `deploy/local/cluster.sh status`)"),
+            message: format!(
+                "cannot reach the scheduler at {url}: {e} (is it running? `deploy/local/cluster.sh status`)"
+            ),
         };
         let response = self.http.request(method, &url).send().await.map_err(unreachable)?;
         let status = response.status();
@@ -46,7 +51,9 @@ impl SchedulerApi {
     pub async fn job(&self, id: &str) -> Result<(Value, Value)> {
         check_job_id(id)?;
         let job = self.call(reqwest::Method::GET, &format!("/api/job/{id}")).await?;
-        let stages = self.call(reqwest::Method::GET, &format!("/api/job/{id}/stages")).await?;
+        let stages = self
+            .call(reqwest::Method::GET, &format!("/api/job/{id}/stages"))
+            .await?;
         Ok((job, stages))
     }
 
@@ -59,23 +66,38 @@ impl SchedulerApi {
     /// Whether the scheduler's Prometheus metrics endpoint answers.
     pub async fn metrics(&self) -> Result<String> {
         let url = format!("{}/api/metrics", self.base);
-        let response = self.http.get(&url).send().await.map_err(|e| Error::Stage { stage: "jobs".into(), message: format!("{url}: {e}") })?;
-        response.text().await.map_err(|e| Error::Stage { stage: "jobs".into(), message: format!("{url}: {e}") })
+        let response = self.http.get(&url).send().await.map_err(|e| Error::Stage {
+            stage: "jobs".into(),
+            message: format!("{url}: {e}"),
+        })?;
+        response.text().await.map_err(|e| Error::Stage {
+            stage: "jobs".into(),
+            message: format!("{url}: {e}"),
+        })
     }
 }
 
 fn check_job_id(id: &str) -> Result<()> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(Error::Usage(format!("{id:?} is not a job id; list them with `ebroker jobs list`")));
+        return Err(Error::Usage(format!(
+            "{id:?} is not a job id; list them with `ebroker jobs list`"
+        )));
     }
     Ok(())
 }
 
 /// The job list as an aligned table.
 pub fn render_jobs(jobs: &[Value]) -> String {
-    let mut out = format!("{:<16} {:<10} {:>7} {:>8}  {}\n", "job_id", "status", "stages", "percent", "detail");
+    let mut out = format!(
+        "{:<16} {:<10} {:>7} {:>8}  {}\n",
+        "job_id", "status", "stages", "percent", "detail"
+    );
     for job in jobs {
-        let text = |k: &str| job.get(k).map(|v| v.as_str().map_or(v.to_string(), str::to_string)).unwrap_or_default();
+        let text = |k: &str| {
+            job.get(k)
+                .map(|v| v.as_str().map_or(v.to_string(), str::to_string))
+                .unwrap_or_default()
+        };
         out.push_str(&format!(
             "{:<16} {:<10} {:>7} {:>8}  {}\n",
             text("job_id"),

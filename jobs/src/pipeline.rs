@@ -104,17 +104,33 @@ impl RunState {
             input: None,
             stages: Stage::ALL
                 .iter()
-                .map(|&stage| StageState { stage, status: Status::Pending, started_at: None, finished_at: None, seconds: None, attempts: 0, rows: None, peak_rss_mib: None, error: None })
+                .map(|&stage| StageState {
+                    stage,
+                    status: Status::Pending,
+                    started_at: None,
+                    finished_at: None,
+                    seconds: None,
+                    attempts: 0,
+                    rows: None,
+                    peak_rss_mib: None,
+                    error: None,
+                })
                 .collect(),
         }
     }
 
     pub fn stage(&self, stage: Stage) -> &StageState {
-        self.stages.iter().find(|s| s.stage == stage).expect("every stage has a state")
+        self.stages
+            .iter()
+            .find(|s| s.stage == stage)
+            .expect("every stage has a state")
     }
 
     fn stage_mut(&mut self, stage: Stage) -> &mut StageState {
-        self.stages.iter_mut().find(|s| s.stage == stage).expect("every stage has a state")
+        self.stages
+            .iter_mut()
+            .find(|s| s.stage == stage)
+            .expect("every stage has a state")
     }
 
     /// The summary table printed at the end of a run.
@@ -160,7 +176,13 @@ pub fn state_file(date: &str) -> String {
 
 /// Runs the DAG for `options.date`. The returned state is also in `_runs/D/state.json`;
 /// a failed stage makes this return its error after the state is saved.
-pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, options: &RunOptions) -> Result<RunState> {
+pub async fn run(
+    config: &Config,
+    engine: &Engine,
+    warehouse: &Warehouse,
+    sql: &SqlLibrary,
+    options: &RunOptions,
+) -> Result<RunState> {
     let date = options.date.to_string();
     let previous: Option<RunState> = warehouse.read_json(&state_file(&date)).await?;
     let mut state = match previous {
@@ -203,7 +225,8 @@ pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &
             let result = run_stage(stage, config, engine, warehouse, sql, options, &input, &date).await;
             match result {
                 Err(e) if attempt <= config.run.retries && is_retryable(&e) => {
-                    let wait = Duration::from_millis(config.run.retry_backoff_ms.saturating_mul(1 << (attempt - 1).min(16)));
+                    let wait =
+                        Duration::from_millis(config.run.retry_backoff_ms.saturating_mul(1 << (attempt - 1).min(16)));
                     tracing::warn!(stage = stage.name(), attempt, error = %e, ?wait, "stage failed; retrying");
                     tokio::time::sleep(wait).await;
                 }
@@ -221,13 +244,21 @@ pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &
             Ok(rows) => {
                 s.status = Status::Succeeded;
                 s.rows = Some(rows);
-                tracing::info!(stage = stage.name(), rows, seconds = started.elapsed().as_secs_f64(), "stage succeeded");
+                tracing::info!(
+                    stage = stage.name(),
+                    rows,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "stage succeeded"
+                );
             }
             Err(e) => {
                 s.status = Status::Failed;
                 s.error = Some(e.to_string());
                 warehouse.write_json(&state_file(&date), &state).await?;
-                return Err(Error::Stage { stage: stage.name().into(), message: format!("{e} (fix the cause, then rerun with --resume)") });
+                return Err(Error::Stage {
+                    stage: stage.name().into(),
+                    message: format!("{e} (fix the cause, then rerun with --resume)"),
+                });
             }
         }
         warehouse.write_json(&state_file(&date), &state).await?;
@@ -239,27 +270,50 @@ pub async fn run(config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &
 
 /// Bad input and configuration do not get better by retrying.
 fn is_retryable(error: &Error) -> bool {
-    !matches!(error, Error::Input { .. } | Error::Config(_) | Error::Usage(_) | Error::Reconcile { .. })
+    !matches!(
+        error,
+        Error::Input { .. } | Error::Config(_) | Error::Usage(_) | Error::Reconcile { .. }
+    )
 }
 
 /// Where the generate stage writes when a run has no input: `<warehouse>/_runs/D/source/`.
 fn generated_dir(warehouse: &Warehouse, date: &str) -> Result<PathBuf> {
-    warehouse.local_dir(&Warehouse::run_file(date, "source")).ok_or_else(|| {
-        Error::Usage(format!(
-            "the warehouse {} is not local, so generated sources have nowhere to go; pass --input DIR",
-            warehouse.root()
-        ))
-    })
+    warehouse
+        .local_dir(&Warehouse::run_file(date, "source"))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "the warehouse {} is not local, so generated sources have nowhere to go; pass --input DIR",
+                warehouse.root()
+            ))
+        })
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run_stage(stage: Stage, config: &Config, engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, options: &RunOptions, input: &std::path::Path, date: &str) -> Result<u64> {
+async fn run_stage(
+    stage: Stage,
+    config: &Config,
+    engine: &Engine,
+    warehouse: &Warehouse,
+    sql: &SqlLibrary,
+    options: &RunOptions,
+    input: &std::path::Path,
+    date: &str,
+) -> Result<u64> {
     match stage {
         Stage::Generate => {
-            let generate_options = GenerateOptions { clients: options.clients, seed: options.seed, dirty: options.dirty, anchor: options.date, out: input.to_path_buf() };
+            let generate_options = GenerateOptions {
+                clients: options.clients,
+                seed: options.seed,
+                dirty: options.dirty,
+                anchor: options.date,
+                out: input.to_path_buf(),
+            };
             let report = tokio::task::spawn_blocking(move || generate(&generate_options))
                 .await
-                .map_err(|e| Error::Stage { stage: "generate".into(), message: e.to_string() })??;
+                .map_err(|e| Error::Stage {
+                    stage: "generate".into(),
+                    message: e.to_string(),
+                })??;
             Ok(report.rows())
         }
         Stage::Produce => {
@@ -267,13 +321,26 @@ async fn run_stage(stage: Stage, config: &Config, engine: &Engine, warehouse: &W
             report.check()?;
             Ok(report.delivered())
         }
-        Stage::Ingest => Ok(crate::kafka::ingest::ingest(&config.kafka, warehouse, date, false).await?.manifest.records()),
-        Stage::Clean if config.kafka.enabled() => Ok(crate::clean::clean_raw(engine, warehouse, sql, date).await?.rows_read()),
-        Stage::Clean => Ok(crate::clean::clean_csv_dir(engine, warehouse, sql, input, date).await?.rows_read()),
+        Stage::Ingest => Ok(crate::kafka::ingest::ingest(&config.kafka, warehouse, date, false)
+            .await?
+            .manifest
+            .records()),
+        Stage::Clean if config.kafka.enabled() => {
+            Ok(crate::clean::clean_raw(engine, warehouse, sql, date).await?.rows_read())
+        }
+        Stage::Clean => Ok(crate::clean::clean_csv_dir(engine, warehouse, sql, input, date)
+            .await?
+            .rows_read()),
         Stage::Segment => crate::segment::segment(engine, warehouse, sql, date).await,
         Stage::Offers => Ok(crate::offers::offers(engine, warehouse, sql, date).await?.offers),
-        Stage::Analytics => Ok(crate::analytics::analytics(engine, warehouse, sql, date).await?.daily_rows),
-        Stage::PublishGreenplum => Ok(crate::greenplum::publish(&config.greenplum, warehouse, sql, date).await?.rows()),
-        Stage::PublishClickhouse => Ok(crate::clickhouse::publish(&config.clickhouse, warehouse, sql, date).await?.rows()),
+        Stage::Analytics => Ok(crate::analytics::analytics(engine, warehouse, sql, date)
+            .await?
+            .daily_rows),
+        Stage::PublishGreenplum => Ok(crate::greenplum::publish(&config.greenplum, warehouse, sql, date)
+            .await?
+            .rows()),
+        Stage::PublishClickhouse => Ok(crate::clickhouse::publish(&config.clickhouse, warehouse, sql, date)
+            .await?
+            .rows()),
     }
 }

@@ -12,7 +12,11 @@ pub fn bar(total: u64, what: &str, unit: &str) -> ProgressBar {
         "bytes" => "{msg:>10} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
         _ => "{msg:>10} [{bar:30}] {human_pos}/{human_len} rows ({per_sec}, eta {eta})",
     };
-    bar.set_style(ProgressStyle::with_template(template).expect("valid progress template").progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("valid progress template")
+            .progress_chars("=> "),
+    );
     bar.set_message(what.to_string());
     bar
 }

@@ -48,7 +48,11 @@ impl RssSampler {
                 }
             })
             .ok()?;
-        Some(RssSampler { peak, stop, thread: Some(thread) })
+        Some(RssSampler {
+            peak,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Stops watching and returns the largest resident size seen, in bytes.
@@ -115,6 +119,9 @@ mod tests {
         release_free_memory();
         let peak = sampler.finish();
         assert!(peak >= before + (60 << 20), "peak {peak} before {before}");
-        assert!(current_rss_bytes().unwrap() < peak, "the block was given back, the peak kept");
+        assert!(
+            current_rss_bytes().unwrap() < peak,
+            "the block was given back, the peak kept"
+        );
     }
 }

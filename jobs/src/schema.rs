@@ -49,7 +49,12 @@ pub struct Column {
 }
 
 const fn col(name: &'static str, kind: Kind, required: bool, normalise: Normalise) -> Column {
-    Column { name, kind, required, normalise }
+    Column {
+        name,
+        kind,
+        required,
+        normalise,
+    }
 }
 
 use Kind::*;
@@ -209,7 +214,10 @@ impl Table {
     }
 
     pub fn column_index(&self, name: &str) -> usize {
-        self.columns.iter().position(|c| c.name == name).expect("column exists in its table")
+        self.columns
+            .iter()
+            .position(|c| c.name == name)
+            .expect("column exists in its table")
     }
 
     /// Indexes of the required columns, in the order quarantine reasons are checked:
@@ -257,12 +265,27 @@ mod tests {
 
     #[test]
     fn check_order_follows_the_spec() {
-        let names = |t: &Table| t.required_check_order().iter().map(|&i| t.columns[i].name).collect::<Vec<_>>();
+        let names = |t: &Table| {
+            t.required_check_order()
+                .iter()
+                .map(|&i| t.columns[i].name)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(&CLIENTS), ["client_id", "registration_date"]);
-        assert_eq!(names(&BANK_TRANSACTIONS), ["transaction_id", "client_id", "transaction_date", "amount"]);
+        assert_eq!(
+            names(&BANK_TRANSACTIONS),
+            ["transaction_id", "client_id", "transaction_date", "amount"]
+        );
         assert_eq!(
             names(&SECURITIES_PORTFOLIOS),
-            ["portfolio_id", "client_id", "purchase_date", "quantity", "purchase_price", "current_price"]
+            [
+                "portfolio_id",
+                "client_id",
+                "purchase_date",
+                "quantity",
+                "purchase_price",
+                "current_price"
+            ]
         );
         assert_eq!(names(&CURRENCY_RATES), ["rate_id", "rate_date", "rate_value"]);
     }

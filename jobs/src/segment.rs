@@ -23,7 +23,13 @@ pub async fn segment(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, d
     for bucket in 0..buckets.buckets() {
         buckets.register(engine, bucket).await?;
         let clients = output.write_query(engine, &query).await?;
-        tracing::info!(date, bucket, of = buckets.buckets(), clients, "segmented a client bucket");
+        tracing::info!(
+            date,
+            bucket,
+            of = buckets.buckets(),
+            clients,
+            "segmented a client bucket"
+        );
     }
     output.commit().await
 }

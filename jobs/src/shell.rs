@@ -51,10 +51,17 @@ impl<'a> Shell<'a> {
     /// Registers the warehouse catalog in the engine's session.
     pub async fn open(engine: &'a Engine, warehouse: &Warehouse, output: Output) -> Result<Shell<'a>> {
         if output.format == OutputFormat::Parquet && output.path.is_none() {
-            return Err(Error::Usage("--format parquet writes a file: add --output FILE.parquet".into()));
+            return Err(Error::Usage(
+                "--format parquet writes a file: add --output FILE.parquet".into(),
+            ));
         }
         let tables = register_warehouse(engine, warehouse).await?;
-        Ok(Shell { engine, tables, output, timing: true })
+        Ok(Shell {
+            engine,
+            tables,
+            output,
+            timing: true,
+        })
     }
 
     /// The tables of the catalog.
@@ -67,8 +74,19 @@ impl<'a> Shell<'a> {
         let statements = DFParser::parse_sql(sql).map_err(|e| Error::Sql(e.to_string()))?;
         for statement in statements {
             let started = Instant::now();
-            let plan = self.engine.context().state().statement_to_plan(statement).await.map_err(|e| Error::Sql(e.to_string()))?;
-            let df = self.engine.context().execute_logical_plan(plan).await.map_err(|e| Error::Sql(e.to_string()))?;
+            let plan = self
+                .engine
+                .context()
+                .state()
+                .statement_to_plan(statement)
+                .await
+                .map_err(|e| Error::Sql(e.to_string()))?;
+            let df = self
+                .engine
+                .context()
+                .execute_logical_plan(plan)
+                .await
+                .map_err(|e| Error::Sql(e.to_string()))?;
             let rows = self.write(df).await?;
             if self.timing && self.output.path.is_none() && self.output.format == OutputFormat::Table {
                 eprintln!("{rows} rows in {:.3} s", started.elapsed().as_secs_f64());
@@ -83,7 +101,8 @@ impl<'a> Shell<'a> {
             Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(Error::io(p))?)),
             None => Box::new(std::io::BufWriter::new(std::io::stdout())),
         };
-        let io_error = |e: std::io::Error| Error::io(self.output.path.clone().unwrap_or_else(|| PathBuf::from("<stdout>")))(e);
+        let io_error =
+            |e: std::io::Error| Error::io(self.output.path.clone().unwrap_or_else(|| PathBuf::from("<stdout>")))(e);
         let format_error = |e: datafusion::arrow::error::ArrowError| Error::engine("writing the result")(e.into());
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
         let mut stream = df.execute_stream().await.map_err(Error::engine("running the query"))?;
@@ -117,12 +136,21 @@ impl<'a> Shell<'a> {
             }
             OutputFormat::Parquet => {
                 let path = self.output.path.as_deref().unwrap_or(Path::new("out.parquet"));
-                let mut writer = ArrowWriter::try_new(&mut sink, schema, None).map_err(|source| Error::Parquet { path: path.display().to_string(), source })?;
+                let mut writer = ArrowWriter::try_new(&mut sink, schema, None).map_err(|source| Error::Parquet {
+                    path: path.display().to_string(),
+                    source,
+                })?;
                 while let Some(batch) = stream.try_next().await.map_err(Error::engine("running the query"))? {
                     rows += batch.num_rows() as u64;
-                    writer.write(&batch).map_err(|source| Error::Parquet { path: path.display().to_string(), source })?;
+                    writer.write(&batch).map_err(|source| Error::Parquet {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
                 }
-                writer.close().map_err(|source| Error::Parquet { path: path.display().to_string(), source })?;
+                writer.close().map_err(|source| Error::Parquet {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             }
         }
         sink.flush().map_err(io_error)?;
@@ -131,12 +159,16 @@ impl<'a> Shell<'a> {
 
     /// The interactive shell: reads statements until `\q` or end of input.
     pub async fn interactive(&mut self) -> Result<()> {
-        let mut editor = rustyline::DefaultEditor::new().map_err(|e| Error::Usage(format!("cannot open the terminal: {e}")))?;
+        let mut editor =
+            rustyline::DefaultEditor::new().map_err(|e| Error::Usage(format!("cannot open the terminal: {e}")))?;
         let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ebroker_history"));
         if let Some(h) = &history {
             let _ = editor.load_history(h);
         }
-        println!("ebroker sql — {} tables; \\d lists them, \\d TABLE describes one, \\timing toggles timing, \\q quits.", self.tables.len());
+        println!(
+            "ebroker sql — {} tables; \\d lists them, \\d TABLE describes one, \\timing toggles timing, \\q quits.",
+            self.tables.len()
+        );
         let mut buffer = String::new();
         loop {
             let prompt = if buffer.is_empty() { "ebroker> " } else { "     ..> " };

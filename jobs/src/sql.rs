@@ -68,7 +68,12 @@ impl SqlLibrary {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, text)| Cow::Borrowed(*text))
-            .ok_or_else(|| Error::Config(format!("no SQL file named {name}; known files: {}", Self::names().collect::<Vec<_>>().join(", "))))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "no SQL file named {name}; known files: {}",
+                    Self::names().collect::<Vec<_>>().join(", ")
+                ))
+            })
     }
 
     /// The text of `name` with each `{{key}}` replaced by its value. Every placeholder in the
@@ -78,13 +83,21 @@ impl SqlLibrary {
         for (key, value) in params {
             text = text.replace(&format!("{{{{{key}}}}}"), value);
         }
-        let sql_only: String = text.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+        let sql_only: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
         if let Some(start) = sql_only.find("{{") {
             let end = sql_only[start..].find("}}").map_or(sql_only.len(), |e| start + e + 2);
             return Err(Error::Config(format!(
                 "{name} uses placeholder {} that ebroker does not provide; known: {}",
                 &sql_only[start..end],
-                params.iter().map(|(k, _)| format!("{{{{{k}}}}}")).collect::<Vec<_>>().join(", ")
+                params
+                    .iter()
+                    .map(|(k, _)| format!("{{{{{k}}}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         Ok(sql_only)
@@ -99,11 +112,21 @@ mod tests {
     fn overrides_win_and_placeholders_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("datafusion")).unwrap();
-        std::fs::write(dir.path().join("datafusion/clean_dedup.sql"), "-- {{ignored}}\nSELECT {{columns}} FROM {{nope}}").unwrap();
+        std::fs::write(
+            dir.path().join("datafusion/clean_dedup.sql"),
+            "-- {{ignored}}\nSELECT {{columns}} FROM {{nope}}",
+        )
+        .unwrap();
         let lib = SqlLibrary::new(Some(dir.path().to_path_buf()));
-        let err = lib.render("datafusion/clean_dedup.sql", &[("columns", "a")]).unwrap_err().to_string();
+        let err = lib
+            .render("datafusion/clean_dedup.sql", &[("columns", "a")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("{{nope}}"), "{err}");
-        assert!(SqlLibrary::default().get("datafusion/clean_dedup.sql").unwrap().contains("ROW_NUMBER"));
+        assert!(SqlLibrary::default()
+            .get("datafusion/clean_dedup.sql")
+            .unwrap()
+            .contains("ROW_NUMBER"));
         assert!(SqlLibrary::default().get("nope.sql").is_err());
     }
 }

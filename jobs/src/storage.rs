@@ -72,10 +72,8 @@ impl StoreRegistry {
             }
             other => Err(object_store::Error::Generic {
                 store: "ebroker",
-                source: format!(
-                    "unsupported URL scheme `{other}` in {url}; use file://, hdfs://, viewfs:// or s3://"
-                )
-                .into(),
+                source: format!("unsupported URL scheme `{other}` in {url}; use file://, hdfs://, viewfs:// or s3://")
+                    .into(),
             }),
         }
     }
@@ -83,7 +81,10 @@ impl StoreRegistry {
 
 impl ObjectStoreRegistry for StoreRegistry {
     fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
-        self.stores.lock().expect("store registry lock").insert(Self::key(url), store)
+        self.stores
+            .lock()
+            .expect("store registry lock")
+            .insert(Self::key(url), store)
     }
 
     fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
@@ -102,7 +103,9 @@ impl ObjectStoreRegistry for StoreRegistry {
 pub fn resolve_root(root: &str) -> Result<Url> {
     let url = if root.contains("://") {
         Url::parse(root).map_err(|e| {
-            Error::Config(format!("warehouse.root = {root:?} is not a valid URL ({e}); write e.g. file:///data/warehouse"))
+            Error::Config(format!(
+                "warehouse.root = {root:?} is not a valid URL ({e}); write e.g. file:///data/warehouse"
+            ))
         })?
     } else {
         let path = Path::new(root);
@@ -142,7 +145,11 @@ impl Warehouse {
         let store = registry
             .get_store(&root)
             .map_err(|e| Error::Config(format!("no object store for {root}: {e}")))?;
-        Ok(Warehouse { root, store, clients_per_bucket: config.clients_per_bucket })
+        Ok(Warehouse {
+            root,
+            store,
+            clients_per_bucket: config.clients_per_bucket,
+        })
     }
 
     /// Clients per bucket of the cleaned tables (see [`crate::buckets`]).
@@ -160,7 +167,9 @@ impl Warehouse {
 
     /// The URL of `relative` (a `/`-separated path below the root).
     pub fn url(&self, relative: &str) -> Url {
-        self.root.join(relative).expect("relative warehouse path is a valid URL")
+        self.root
+            .join(relative)
+            .expect("relative warehouse path is a valid URL")
     }
 
     /// The object-store path of `relative`.
@@ -171,7 +180,9 @@ impl Warehouse {
 
     /// The local directory of `relative`, when the warehouse is on the local filesystem.
     pub fn local_dir(&self, relative: &str) -> Option<PathBuf> {
-        (self.root.scheme() == "file").then(|| self.url(relative).to_file_path().ok()).flatten()
+        (self.root.scheme() == "file")
+            .then(|| self.url(relative).to_file_path().ok())
+            .flatten()
     }
 
     /// `zone/table/processing_date=D/`: where readers look for one day of a table.
@@ -200,7 +211,10 @@ impl Warehouse {
         }
         let files = self.list_files(relative).await?;
         for file in files {
-            self.store.delete(&file).await.map_err(Error::storage(file.to_string()))?;
+            self.store
+                .delete(&file)
+                .await
+                .map_err(Error::storage(file.to_string()))?;
         }
         Ok(())
     }
@@ -235,7 +249,10 @@ impl Warehouse {
             for part in relative {
                 dest = dest.join(part);
             }
-            self.store.rename(&file, &dest).await.map_err(Error::storage(file.to_string()))?;
+            self.store
+                .rename(&file, &dest)
+                .await
+                .map_err(Error::storage(file.to_string()))?;
         }
         let marker = self.path(target).join("_SUCCESS");
         self.store
@@ -247,14 +264,23 @@ impl Warehouse {
 
     /// Moves the file `from` to `to` (both relative to the root).
     pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.store.rename(&self.path(from), &self.path(to)).await.map_err(Error::storage(self.url(from).to_string()))
+        self.store
+            .rename(&self.path(from), &self.path(to))
+            .await
+            .map_err(Error::storage(self.url(from).to_string()))
     }
 
     /// Writes `value` as pretty JSON at `relative` (atomically on every store).
     pub async fn write_json<T: serde::Serialize>(&self, relative: &str, value: &T) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json { path: relative.into(), source })?;
+        let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
+            path: relative.into(),
+            source,
+        })?;
         let path = self.path(relative);
-        self.store.put(&path, bytes.into()).await.map_err(Error::storage(self.url(relative).to_string()))?;
+        self.store
+            .put(&path, bytes.into())
+            .await
+            .map_err(Error::storage(self.url(relative).to_string()))?;
         Ok(())
     }
 
@@ -263,8 +289,14 @@ impl Warehouse {
         let path = self.path(relative);
         match self.store.get(&path).await {
             Ok(result) => {
-                let bytes = result.bytes().await.map_err(Error::storage(self.url(relative).to_string()))?;
-                let value = serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: relative.into(), source })?;
+                let bytes = result
+                    .bytes()
+                    .await
+                    .map_err(Error::storage(self.url(relative).to_string()))?;
+                let value = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+                    path: relative.into(),
+                    source,
+                })?;
                 Ok(Some(value))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -292,7 +324,13 @@ fn exchange(a: &Path, b: &Path) -> Result<()> {
     let cb = CString::new(b.as_os_str().as_bytes()).map_err(|e| Error::io(b)(e.into()))?;
     // SAFETY: both arguments are valid NUL-terminated paths that live across the call.
     let rc = unsafe {
-        libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
     };
     if rc == 0 {
         Ok(())
@@ -309,15 +347,22 @@ mod tests {
     async fn commit_replaces_a_directory_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let registry = StoreRegistry::new();
-        let config = WarehouseConfig { root: dir.path().to_str().unwrap().to_string(), clients_per_bucket: 1 };
+        let config = WarehouseConfig {
+            root: dir.path().to_str().unwrap().to_string(),
+            clients_per_bucket: 1,
+        };
         let wh = Warehouse::open(&config, &registry).unwrap();
         for (sub, content) in [("_staging/a/", "old"), ("_staging/b/", "new")] {
             let d = wh.local_dir(sub).unwrap();
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("part-0"), content).unwrap();
         }
-        wh.commit("_staging/a/", "cleaned/t/processing_date=2024-01-01/").await.unwrap();
-        wh.commit("_staging/b/", "cleaned/t/processing_date=2024-01-01/").await.unwrap();
+        wh.commit("_staging/a/", "cleaned/t/processing_date=2024-01-01/")
+            .await
+            .unwrap();
+        wh.commit("_staging/b/", "cleaned/t/processing_date=2024-01-01/")
+            .await
+            .unwrap();
         let target = wh.local_dir("cleaned/t/processing_date=2024-01-01/").unwrap();
         assert_eq!(std::fs::read_to_string(target.join("part-0")).unwrap(), "new");
         assert!(!wh.local_dir("_staging/b/").unwrap().exists());
@@ -328,7 +373,11 @@ mod tests {
         let registry = StoreRegistry::new();
         let url = Url::parse("hdfs://127.0.0.1:1/warehouse/").unwrap();
         let store = registry.get_store(&url).expect("hdfs store builds without a server");
-        let err = store.head(&StorePath::from("warehouse/x")).await.unwrap_err().to_string();
+        let err = store
+            .head(&StorePath::from("warehouse/x"))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(!err.is_empty());
         let again = registry.get_store(&url).unwrap();
         assert!(Arc::ptr_eq(&store, &again), "stores are cached per authority");
@@ -336,7 +385,10 @@ mod tests {
 
     #[test]
     fn unknown_schemes_name_the_fix() {
-        let err = StoreRegistry::new().get_store(&Url::parse("ftp://x/").unwrap()).unwrap_err().to_string();
+        let err = StoreRegistry::new()
+            .get_store(&Url::parse("ftp://x/").unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ftp") && err.contains("hdfs://"), "{err}");
     }
 }

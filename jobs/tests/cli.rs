@@ -15,7 +15,12 @@ fn ebroker(warehouse: &Path) -> Command {
 
 fn ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("ebroker starts");
-    assert!(out.status.success(), "{:?} failed: {}", cmd, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -29,7 +34,10 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push((p.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&p).unwrap()));
+                out.push((
+                    p.strip_prefix(dir).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                ));
             }
         }
     }
@@ -39,15 +47,24 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn help_teaches_and_bad_usage_exits_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ebroker")).arg("--help").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ebroker"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     for word in ["run", "generate", "clean", "segment", "offers", "analytics", "EBROKER_"] {
         assert!(help.contains(word), "--help lacks {word}: {help}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_ebroker")).args(["clean", "--input", ".", "--date", "2024-02-30"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ebroker"))
+        .args(["clean", "--input", ".", "--date", "2024-02-30"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"));
-    let out = Command::new(env!("CARGO_BIN_EXE_ebroker")).args(["--set", "engine.memory_limit=lots", "config", "show"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ebroker"))
+        .args(["--set", "engine.memory_limit=lots", "config", "show"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("engine.memory_limit"));
 }
@@ -55,33 +72,71 @@ fn help_teaches_and_bad_usage_exits_2() {
 #[test]
 fn a_killed_clean_leaves_the_previous_day_whole_and_the_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
-    let (small, large, wh) = (dir.path().join("small"), dir.path().join("large"), dir.path().join("wh"));
-    ok(ebroker(&wh).args(["generate", "--clients", "2000", "--seed", "1", "--date", DATE, "--out"]).arg(&small));
-    ok(ebroker(&wh).args(["generate", "--clients", "150000", "--seed", "2", "--date", DATE, "--out"]).arg(&large));
+    let (small, large, wh) = (
+        dir.path().join("small"),
+        dir.path().join("large"),
+        dir.path().join("wh"),
+    );
+    ok(ebroker(&wh)
+        .args(["generate", "--clients", "2000", "--seed", "1", "--date", DATE, "--out"])
+        .arg(&small));
+    ok(ebroker(&wh)
+        .args([
+            "generate",
+            "--clients",
+            "150000",
+            "--seed",
+            "2",
+            "--date",
+            DATE,
+            "--out",
+        ])
+        .arg(&large));
     ok(ebroker(&wh).args(["clean", "--date", DATE, "--input"]).arg(&small));
     let before = snapshot(&wh.join("cleaned"));
     let quarantine_before = snapshot(&wh.join("quarantine"));
     assert!(!before.is_empty());
 
-    let mut child = ebroker(&wh).args(["clean", "--date", DATE, "--input"]).arg(&large).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = ebroker(&wh)
+        .args(["clean", "--date", DATE, "--input"])
+        .arg(&large)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let staging = wh.join("_staging/clean").join(DATE).join("cleaned");
     let deadline = Instant::now() + Duration::from_secs(120);
     while !staging.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(child.try_wait().unwrap().is_none(), "clean finished before it could be killed; use more clients");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "clean finished before it could be killed; use more clients"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(snapshot(&wh.join("cleaned")), before, "the killed run changed what readers see");
+    assert_eq!(
+        snapshot(&wh.join("cleaned")),
+        before,
+        "the killed run changed what readers see"
+    );
     assert_eq!(snapshot(&wh.join("quarantine")), quarantine_before);
 
     let out = ok(ebroker(&wh).args(["clean", "--date", DATE, "--input"]).arg(&large));
     assert!(out.contains("bank_transactions"), "{out}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(wh.join("_runs").join(DATE).join("clean.json")).unwrap()).unwrap();
-    let clients = report["tables"].as_array().unwrap().iter().find(|t| t["table"] == "clients").unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wh.join("_runs").join(DATE).join("clean.json")).unwrap()).unwrap();
+    let clients = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "clients")
+        .unwrap();
     assert!(clients["read"].as_u64().unwrap() >= 150_000);
     for t in report["tables"].as_array().unwrap() {
-        let sum = t["written"].as_u64().unwrap() + t["quarantined"].as_u64().unwrap() + t["duplicates_removed"].as_u64().unwrap();
+        let sum = t["written"].as_u64().unwrap()
+            + t["quarantined"].as_u64().unwrap()
+            + t["duplicates_removed"].as_u64().unwrap();
         assert_eq!(t["read"].as_u64().unwrap(), sum, "{t}");
     }
     assert!(!wh.join("_staging/clean").join(DATE).exists());
@@ -93,8 +148,19 @@ fn run_with_defaults_fills_the_warehouse() {
     let wh = dir.path().join("wh");
     let out = ok(ebroker(&wh).args(["run", "--date", DATE, "--clients", "1000"]));
     assert!(out.contains("analytics") && out.contains("succeeded"), "{out}");
-    for mart in ["client_segmentation", "marketing_clients", "targeted_offers", "marketing_analytics_daily"] {
-        assert!(wh.join("marts").join(mart).join(format!("processing_date={DATE}")).is_dir(), "{mart} missing");
+    for mart in [
+        "client_segmentation",
+        "marketing_clients",
+        "targeted_offers",
+        "marketing_analytics_daily",
+    ] {
+        assert!(
+            wh.join("marts")
+                .join(mart)
+                .join(format!("processing_date={DATE}"))
+                .is_dir(),
+            "{mart} missing"
+        );
     }
     let report = ok(ebroker(&wh).args(["analytics", "--date", DATE, "--format", "json"]));
     let first: serde_json::Value = serde_json::from_str(report.lines().next().unwrap()).unwrap();

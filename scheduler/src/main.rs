@@ -19,8 +19,15 @@ use tracing_subscriber::EnvFilter;
 fn main() {
     let args = SchedulerArgs::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(args.log_level_setting.clone()));
-    tracing_subscriber::fmt().with_ansi(false).with_env_filter(filter).init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(32 << 20).build().expect("tokio runtime starts");
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(32 << 20)
+        .build()
+        .expect("tokio runtime starts");
     if let Err(message) = runtime.block_on(serve(args)) {
         eprintln!("error: {message}");
         std::process::exit(1);
@@ -36,8 +43,12 @@ async fn serve(args: SchedulerArgs) -> Result<(), String> {
     let for_config = ebroker.clone();
     let config = config
         .with_override_config_producer(Arc::new(move || ebroker::cluster::session_config(&for_config)))
-        .with_override_session_builder(Arc::new(move |session| ebroker::cluster::scheduler_session(&ebroker, session)));
-    let cluster = BallistaCluster::new_from_config(&config).await.map_err(|e| format!("{e}"))?;
+        .with_override_session_builder(Arc::new(move |session| {
+            ebroker::cluster::scheduler_session(&ebroker, session)
+        }));
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| format!("{e}"))?;
     tokio::select! {
         result = start_server(cluster, addr, Arc::new(config)) => result.map_err(|e| format!("{e}")),
         _ = shutdown_signal() => {
@@ -48,7 +59,8 @@ async fn serve(args: SchedulerArgs) -> Result<(), String> {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},

@@ -12,14 +12,34 @@ use ebroker_integration::TestWarehouse;
 const DATE: &str = "2024-06-01";
 
 async fn run_on(wh: &TestWarehouse, input: &std::path::Path) {
-    let options = RunOptions { date: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(), input: Some(input.to_path_buf()), clients: 0, seed: 0, dirty: 0.0, resume: false };
-    let state = run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options).await.unwrap();
-    assert!(state.stages.iter().all(|s| matches!(s.status, Status::Succeeded | Status::Skipped)), "{}", state.render());
+    let options = RunOptions {
+        date: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
+        input: Some(input.to_path_buf()),
+        clients: 0,
+        seed: 0,
+        dirty: 0.0,
+        resume: false,
+    };
+    let state = run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options)
+        .await
+        .unwrap();
+    assert!(
+        state
+            .stages
+            .iter()
+            .all(|s| matches!(s.status, Status::Succeeded | Status::Skipped)),
+        "{}",
+        state.render()
+    );
 }
 
 /// The file names of one day of a cleaned table.
 async fn cleaned_files(wh: &TestWarehouse, table: &str) -> Vec<String> {
-    let files = wh.warehouse.list_files(&Warehouse::partition(Zone::Cleaned, table, DATE)).await.unwrap();
+    let files = wh
+        .warehouse
+        .list_files(&Warehouse::partition(Zone::Cleaned, table, DATE))
+        .await
+        .unwrap();
     files.iter().filter_map(|f| f.filename().map(str::to_string)).collect()
 }
 
@@ -28,32 +48,73 @@ async fn bucketed_days_give_the_same_marts_as_one_bucket() {
     let one = TestWarehouse::new();
     let many = TestWarehouse::with_settings(vec![("warehouse.clients_per_bucket".into(), "700".into())]);
     let input = one.input_dir("src");
-    ebroker::generate::generate(&ebroker::generate::GenerateOptions { clients: 3000, seed: 3, dirty: 0.03, anchor: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(), out: input.clone() })
-        .unwrap();
+    ebroker::generate::generate(&ebroker::generate::GenerateOptions {
+        clients: 3000,
+        seed: 3,
+        dirty: 0.03,
+        anchor: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
+        out: input.clone(),
+    })
+    .unwrap();
     run_on(&one, &input).await;
     run_on(&many, &input).await;
 
-    let report: ebroker::clean::CleanReport = many.warehouse.read_json(&format!("_runs/{DATE}/clean.json")).await.unwrap().unwrap();
+    let report: ebroker::clean::CleanReport = many
+        .warehouse
+        .read_json(&format!("_runs/{DATE}/clean.json"))
+        .await
+        .unwrap()
+        .unwrap();
     let clients = report.table("clients").unwrap();
     let buckets = bucket_count(clients.written + clients.duplicates_removed, 700);
     assert!(buckets >= 4, "3000 clients at 700 per bucket: {buckets} buckets");
     for table in TABLES.iter().filter(|t| t.has_client_id()) {
-        assert_eq!(cleaned_files(&one, table.name).await, vec![file_name(0, 1)], "{}", table.name);
+        assert_eq!(
+            cleaned_files(&one, table.name).await,
+            vec![file_name(0, 1)],
+            "{}",
+            table.name
+        );
         let expected: Vec<String> = (0..buckets).map(|b| file_name(b, buckets)).collect();
         assert_eq!(cleaned_files(&many, table.name).await, expected, "{}", table.name);
         let mut rows = 0;
         for bucket in 0..buckets {
-            let file = many.warehouse.url(&format!("{}{}", Warehouse::partition(Zone::Cleaned, table.name, DATE), file_name(bucket, buckets)));
-            many.engine.register_parquet_dir("bucket_file", &file, None).await.unwrap();
-            let ids = many.rows("SELECT client_id, count(*) FROM bucket_file GROUP BY client_id").await;
+            let file = many.warehouse.url(&format!(
+                "{}{}",
+                Warehouse::partition(Zone::Cleaned, table.name, DATE),
+                file_name(bucket, buckets)
+            ));
+            many.engine
+                .register_parquet_dir("bucket_file", &file, None)
+                .await
+                .unwrap();
+            let ids = many
+                .rows("SELECT client_id, count(*) FROM bucket_file GROUP BY client_id")
+                .await;
             for id in &ids {
-                assert_eq!(bucket_of(id[0].as_bytes(), buckets), bucket, "{} of {}: {} is in the wrong bucket", table.name, id[0], bucket);
+                assert_eq!(
+                    bucket_of(id[0].as_bytes(), buckets),
+                    bucket,
+                    "{} of {}: {} is in the wrong bucket",
+                    table.name,
+                    id[0],
+                    bucket
+                );
                 rows += id[1].parse::<u64>().unwrap();
             }
         }
-        assert_eq!(rows, report.table(table.name).unwrap().written, "{}: every cleaned row is in one bucket", table.name);
+        assert_eq!(
+            rows,
+            report.table(table.name).unwrap().written,
+            "{}: every cleaned row is in one bucket",
+            table.name
+        );
     }
-    assert_eq!(cleaned_files(&many, "currency_rates").await.len(), cleaned_files(&one, "currency_rates").await.len(), "currency_rates has no client_id and is not bucketed");
+    assert_eq!(
+        cleaned_files(&many, "currency_rates").await.len(),
+        cleaned_files(&one, "currency_rates").await.len(),
+        "currency_rates has no client_id and is not bucketed"
+    );
 
     let marts = [
         ("client_segmentation", "client_id"),
@@ -64,7 +125,9 @@ async fn bucketed_days_give_the_same_marts_as_one_bucket() {
     for (mart, key) in marts {
         let mut answers = Vec::new();
         for wh in [&one, &many] {
-            ebroker::marts::register_mart(&wh.engine, &wh.warehouse, mart, DATE).await.unwrap();
+            ebroker::marts::register_mart(&wh.engine, &wh.warehouse, mart, DATE)
+                .await
+                .unwrap();
             answers.push(wh.rows(&format!("SELECT * FROM {mart} ORDER BY {key}")).await);
         }
         assert!(answers[0].len() >= 6, "{mart} has rows: {}", answers[0].len());

@@ -23,7 +23,10 @@ fn rate_sources() -> Sources {
         ("TXN_NORATE", "2024-05-20", "GBP"),
         ("TXN_RUB", "2024-05-20", "RUB"),
     ] {
-        s.line("bank_transactions", format!("{id},C1,{date},100.00,{currency},Debit,ATM"));
+        s.line(
+            "bank_transactions",
+            format!("{id},C1,{date},100.00,{currency},Debit,ATM"),
+        );
     }
     s
 }
@@ -33,12 +36,30 @@ async fn amount_rub_uses_the_rate_in_force_on_the_transaction_date() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     rate_sources().write(&input);
-    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE).await.unwrap();
-    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE).await.unwrap();
-    let got = wh.keyed("SELECT transaction_id, currency, amount_rub FROM bank_transactions").await;
-    assert_eq!(got["TXN_SAMEDAY"], ["USD", "9100.0"], "a rate dated during the day counts; the day's latest wins");
-    assert_eq!(got["TXN_BEFORE"], ["USD", "8000.0"], "before the first rate: the pair's earliest rate");
-    assert_eq!(got["TXN_BETWEEN"], ["USD", "8000.0"], "latest rate on or before the date");
+    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+        .await
+        .unwrap();
+    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE)
+        .await
+        .unwrap();
+    let got = wh
+        .keyed("SELECT transaction_id, currency, amount_rub FROM bank_transactions")
+        .await;
+    assert_eq!(
+        got["TXN_SAMEDAY"],
+        ["USD", "9100.0"],
+        "a rate dated during the day counts; the day's latest wins"
+    );
+    assert_eq!(
+        got["TXN_BEFORE"],
+        ["USD", "8000.0"],
+        "before the first rate: the pair's earliest rate"
+    );
+    assert_eq!(
+        got["TXN_BETWEEN"],
+        ["USD", "8000.0"],
+        "latest rate on or before the date"
+    );
     assert_eq!(got["TXN_TIE"], ["EUR", "10200.0"], "same rate_date: the larger rate_id");
     assert_eq!(got["TXN_NORATE"], ["GBP", "NULL"], "no rate at all: NULL");
     assert_eq!(got["TXN_RUB"], ["RUB", "100.0"]);
@@ -56,10 +77,18 @@ async fn duplicates_keep_the_latest_event_then_the_later_line() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     s.write(&input);
-    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE).await.unwrap();
-    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE).await.unwrap();
+    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+        .await
+        .unwrap();
+    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE)
+        .await
+        .unwrap();
     let got = wh.keyed("SELECT payment_id, amount, status FROM payments").await;
-    assert_eq!(got["PAY_1"], ["10.0", "Completed"], "latest event date wins even from an earlier line");
+    assert_eq!(
+        got["PAY_1"],
+        ["10.0", "Completed"],
+        "latest event date wins even from an earlier line"
+    );
     assert_eq!(got["PAY_2"], ["40.0", "Completed"], "tie: the later line wins");
     let q = report.table("payments").unwrap();
     assert_eq!((q.read, q.written, q.duplicates_removed, q.quarantined), (4, 2, 2, 0));
@@ -76,18 +105,34 @@ async fn quarantine_keeps_raw_text_and_reason_and_counts_reconcile() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     s.write(&input);
-    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE).await.unwrap();
+    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+        .await
+        .unwrap();
     let q = report.table("clients").unwrap();
     assert_eq!((q.read, q.written, q.quarantined), (5, 1, 4));
     assert!(q.reconciles());
     let url = wh.warehouse.url(&format!("quarantine/clients/processing_date={DATE}/"));
     wh.engine.register_parquet_dir("q", &url, None).await.unwrap();
-    let rows = wh.rows("SELECT position, reason, record FROM q ORDER BY position").await;
-    assert_eq!(rows[0], ["3", "missing client_id", "  ,Без Ид,1,e,1990-01-01,2020-01-01,Москва,Basic,Active"]);
+    let rows = wh
+        .rows("SELECT position, reason, record FROM q ORDER BY position")
+        .await;
+    assert_eq!(
+        rows[0],
+        [
+            "3",
+            "missing client_id",
+            "  ,Без Ид,1,e,1990-01-01,2020-01-01,Москва,Basic,Active"
+        ]
+    );
     assert_eq!(rows[1][1], "unparsable registration_date");
     assert_eq!(rows[2][1], "malformed record");
     assert_eq!(rows[3], ["6", "malformed record", "C5,too,few"]);
-    let stored: ebroker::clean::CleanReport = wh.warehouse.read_json(&format!("_runs/{DATE}/clean.json")).await.unwrap().unwrap();
+    let stored: ebroker::clean::CleanReport = wh
+        .warehouse
+        .read_json(&format!("_runs/{DATE}/clean.json"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&stored, &report);
 }
 
@@ -96,9 +141,15 @@ async fn a_rerun_replaces_the_day_exactly_once() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     rate_sources().write(&input);
-    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE).await.unwrap();
-    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE).await.unwrap();
-    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE).await.unwrap();
+    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+        .await
+        .unwrap();
+    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+        .await
+        .unwrap();
+    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE)
+        .await
+        .unwrap();
     assert_eq!(wh.rows("SELECT count(*) FROM bank_transactions").await, [["6"]]);
     let staging = wh.warehouse.local_dir("_staging/clean/").unwrap();
     assert!(!staging.join(DATE).exists(), "staging is cleared after commit");
@@ -108,8 +159,13 @@ async fn a_rerun_replaces_the_day_exactly_once() {
 async fn missing_source_files_are_named() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("empty");
-    let err = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE).await.unwrap_err();
+    let err = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+        .await
+        .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("clients.csv") && text.contains("ebroker generate"), "{text}");
+    assert!(
+        text.contains("clients.csv") && text.contains("ebroker generate"),
+        "{text}"
+    );
     assert_eq!(err.exit_code(), 3);
 }

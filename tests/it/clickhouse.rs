@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-
 use chrono::NaiveDate;
 use ebroker::pipeline::{run, RunOptions, Status};
 use ebroker_integration::{clickhouse_settings, repo_root, service, unique_name, TestWarehouse};
@@ -15,31 +14,49 @@ const DATE: &str = "2024-06-01";
 
 /// One number per query, as text, over ClickHouse's HTTP interface.
 async fn ch_scalar(query: &str) -> String {
-    let client = clickhouse::Client::default().with_url(service("EBROKER_TEST_CLICKHOUSE")).with_validation(false);
+    let client = clickhouse::Client::default()
+        .with_url(service("EBROKER_TEST_CLICKHOUSE"))
+        .with_validation(false);
     let bytes = client.query(query).fetch_bytes("TSV").unwrap().collect().await.unwrap();
     String::from_utf8(bytes.to_vec()).unwrap().trim().to_string()
 }
 
 /// (rows, sum of the money column) of one day of a ClickHouse table.
 async fn ch_totals(db: &str, table: &str, money: &str, day_column: &str) -> (u64, f64) {
-    let text = ch_scalar(&format!("SELECT count(), toFloat64(sum({money})) FROM {db}.{table} WHERE toDate({day_column}) = toDate('{DATE}')")).await;
+    let text = ch_scalar(&format!(
+        "SELECT count(), toFloat64(sum({money})) FROM {db}.{table} WHERE toDate({day_column}) = toDate('{DATE}')"
+    ))
+    .await;
     let (n, sum) = text.split_once('\t').unwrap();
     (n.parse().unwrap(), sum.parse().unwrap())
 }
 
 /// The same over the mart in the warehouse.
 async fn mart_totals(wh: &TestWarehouse, table: &str, money: &str) -> (u64, f64) {
-    ebroker::marts::register_mart(&wh.engine, &wh.warehouse, table, DATE).await.unwrap();
-    let r = wh.rows(&format!("SELECT count(*), CAST(sum(round({money}, 2)) AS DOUBLE) FROM {table}")).await;
+    ebroker::marts::register_mart(&wh.engine, &wh.warehouse, table, DATE)
+        .await
+        .unwrap();
+    let r = wh
+        .rows(&format!(
+            "SELECT count(*), CAST(sum(round({money}, 2)) AS DOUBLE) FROM {table}"
+        ))
+        .await;
     (r[0][0].parse().unwrap(), r[0][1].parse().unwrap())
 }
 
 async fn assert_one_copy(wh: &TestWarehouse, db: &str) {
-    for (table, money, day) in [("marketing_clients", "total_value", "last_updated"), ("targeted_offers", "expected_revenue", "created_at"), ("marketing_analytics_daily", "total_revenue", "analysis_date")] {
+    for (table, money, day) in [
+        ("marketing_clients", "total_value", "last_updated"),
+        ("targeted_offers", "expected_revenue", "created_at"),
+        ("marketing_analytics_daily", "total_revenue", "analysis_date"),
+    ] {
         let (ch_rows, ch_sum) = ch_totals(db, table, money, day).await;
         let (mart_rows, mart_sum) = mart_totals(wh, table, money).await;
         assert_eq!(ch_rows, mart_rows, "{table}: rows in ClickHouse = rows in the mart");
-        assert!((ch_sum - mart_sum).abs() < 0.005 * (1.0 + mart_rows as f64 / 1000.0), "{table}: sum({money}) {ch_sum} vs {mart_sum}");
+        assert!(
+            (ch_sum - mart_sum).abs() < 0.005 * (1.0 + mart_rows as f64 / 1000.0),
+            "{table}: sum({money}) {ch_sum} vs {mart_sum}"
+        );
     }
 }
 
@@ -54,7 +71,10 @@ fn kill_server() {
 }
 
 fn start_server() {
-    let status = std::process::Command::new(repo_root().join("deploy/local/clickhouse.sh")).arg("start").status().unwrap();
+    let status = std::process::Command::new(repo_root().join("deploy/local/clickhouse.sh"))
+        .arg("start")
+        .status()
+        .unwrap();
     assert!(status.success(), "clickhouse.sh start failed");
 }
 
@@ -70,30 +90,61 @@ fn same_cells(a: &str, b: &str) -> bool {
 async fn publish_is_exact_idempotent_survives_a_killed_server_and_reports_match() {
     let db = unique_name("mk");
     let wh = TestWarehouse::with_settings(clickhouse_settings(&db));
-    let options = RunOptions { date: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(), input: None, clients: 20_000, seed: 31, dirty: 0.03, resume: false };
-    let state = run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options).await.unwrap();
-    assert!(state.stages.iter().all(|s| s.status != Status::Failed), "{}", state.render());
+    let options = RunOptions {
+        date: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
+        input: None,
+        clients: 20_000,
+        seed: 31,
+        dirty: 0.03,
+        resume: false,
+    };
+    let state = run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options)
+        .await
+        .unwrap();
+    assert!(
+        state.stages.iter().all(|s| s.status != Status::Failed),
+        "{}",
+        state.render()
+    );
     assert_one_copy(&wh, &db).await;
 
     // Twice: still one copy.
-    ebroker::clickhouse::publish(&wh.config.clickhouse, &wh.warehouse, &wh.sql, DATE).await.unwrap();
+    ebroker::clickhouse::publish(&wh.config.clickhouse, &wh.warehouse, &wh.sql, DATE)
+        .await
+        .unwrap();
     assert_one_copy(&wh, &db).await;
 
     // The reports in ClickHouse equal DataFusion's over the marts.
-    let ours = ebroker::analytics::analytics(&wh.engine, &wh.warehouse, &wh.sql, DATE).await.unwrap();
-    let theirs = ebroker::clickhouse::report(&wh.config.clickhouse, &wh.sql, DATE).await.unwrap();
+    let ours = ebroker::analytics::analytics(&wh.engine, &wh.warehouse, &wh.sql, DATE)
+        .await
+        .unwrap();
+    let theirs = ebroker::clickhouse::report(&wh.config.clickhouse, &wh.sql, DATE)
+        .await
+        .unwrap();
     for (title, ch_batches) in &theirs.sections {
-        let Some((_, df_batches)) = ours.sections.iter().find(|(t, _)| t == title) else { continue };
-        let (df, ch) = (ebroker_integration::to_strings(df_batches), ebroker_integration::to_strings(ch_batches));
+        let Some((_, df_batches)) = ours.sections.iter().find(|(t, _)| t == title) else {
+            continue;
+        };
+        let (df, ch) = (
+            ebroker_integration::to_strings(df_batches),
+            ebroker_integration::to_strings(ch_batches),
+        );
         assert_eq!(df.len(), ch.len(), "{title}: row count");
         for (d, c) in df.iter().zip(&ch) {
-            assert!(d.len() == c.len() && d.iter().zip(c).all(|(x, y)| same_cells(x, y)), "{title}: DataFusion {d:?} vs ClickHouse {c:?}");
+            assert!(
+                d.len() == c.len() && d.iter().zip(c).all(|(x, y)| same_cells(x, y)),
+                "{title}: DataFusion {d:?} vs ClickHouse {c:?}"
+            );
         }
     }
-    assert!(theirs.sections.iter().any(|(t, b)| t == "Segment distribution" && b[0].num_rows() >= 6));
+    assert!(theirs
+        .sections
+        .iter()
+        .any(|(t, b)| t == "Segment distribution" && b[0].num_rows() >= 6));
 
     // Kill the server while a publish runs: a clear error; restart; the rerun leaves one copy.
-    let stage_seen = format!("SELECT count() FROM system.tables WHERE database = '{db}' AND name LIKE '%__ebroker_stage'");
+    let stage_seen =
+        format!("SELECT count() FROM system.tables WHERE database = '{db}' AND name LIKE '%__ebroker_stage'");
     let mut publish = None;
     for _ in 0..5 {
         let (config, warehouse, sql) = (wh.config.clickhouse.clone(), wh.warehouse.clone(), wh.sql.clone());
@@ -112,8 +163,13 @@ async fn publish_is_exact_idempotent_survives_a_killed_server_and_reports_match(
     let publish = publish.expect("five publishes finished before the server could be killed");
     let err = publish.await.unwrap().expect_err("a publish whose server died fails");
     let text = format!("{err:#}");
-    assert!(text.contains(&service("EBROKER_TEST_CLICKHOUSE")) && text.contains("gave up after 2 attempts"), "{text}");
+    assert!(
+        text.contains(&service("EBROKER_TEST_CLICKHOUSE")) && text.contains("gave up after 2 attempts"),
+        "{text}"
+    );
     start_server();
-    ebroker::clickhouse::publish(&wh.config.clickhouse, &wh.warehouse, &wh.sql, DATE).await.unwrap();
+    ebroker::clickhouse::publish(&wh.config.clickhouse, &wh.warehouse, &wh.sql, DATE)
+        .await
+        .unwrap();
     assert_one_copy(&wh, &db).await;
 }

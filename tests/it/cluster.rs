@@ -21,7 +21,14 @@ fn cluster_dir() -> PathBuf {
 }
 
 fn options(input: PathBuf, resume: bool) -> RunOptions {
-    RunOptions { date: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(), input: Some(input), clients: 0, seed: 3, dirty: 0.03, resume }
+    RunOptions {
+        date: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
+        input: Some(input),
+        clients: 0,
+        seed: 3,
+        dirty: 0.03,
+        resume,
+    }
 }
 
 fn generate(dir: &std::path::Path, clients: u64) {
@@ -37,12 +44,18 @@ fn generate(dir: &std::path::Path, clients: u64) {
 
 fn kill_executor(name: &str) {
     let pid = std::fs::read_to_string(cluster_dir().join(format!("{name}.pid"))).expect("executor pid file");
-    let status = std::process::Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
     assert!(status.success(), "could not kill {name}");
 }
 
 fn restart_cluster() {
-    let status = std::process::Command::new(repo_root().join("deploy/local/cluster.sh")).arg("start").status().unwrap();
+    let status = std::process::Command::new(repo_root().join("deploy/local/cluster.sh"))
+        .arg("start")
+        .status()
+        .unwrap();
     assert!(status.success(), "cluster.sh start failed");
 }
 
@@ -61,10 +74,20 @@ async fn wait_for_running_job(url: &str) {
 
 /// Every row of `relative` (a day's partition) in `wh`, sorted, as strings.
 async fn table_rows(reader: &TestWarehouse, wh: &Warehouse, relative: &str) -> Vec<Vec<String>> {
-    reader.engine.register_parquet_dir("compared", &wh.url(relative), None).await.unwrap();
-    let width = reader.rows("SELECT * FROM compared LIMIT 1").await.first().map_or(1, Vec::len);
+    reader
+        .engine
+        .register_parquet_dir("compared", &wh.url(relative), None)
+        .await
+        .unwrap();
+    let width = reader
+        .rows("SELECT * FROM compared LIMIT 1")
+        .await
+        .first()
+        .map_or(1, Vec::len);
     let order: Vec<String> = (1..=width).map(|i| i.to_string()).collect();
-    reader.rows(&format!("SELECT * FROM compared ORDER BY {}", order.join(", "))).await
+    reader
+        .rows(&format!("SELECT * FROM compared ORDER BY {}", order.join(", ")))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,16 +97,52 @@ async fn the_dag_on_the_cluster_equals_the_in_process_run_row_for_row() {
     let local = TestWarehouse::new();
     let input = local.input_dir("src");
     generate(&input, 20_000);
-    run(&local.config, &local.engine, &local.warehouse, &local.sql, &options(input.clone(), false)).await.unwrap();
-    let log = |name: &str| std::fs::read_to_string(cluster_dir().join(format!("{name}.log"))).unwrap_or_default().matches("Execute task").count();
+    run(
+        &local.config,
+        &local.engine,
+        &local.warehouse,
+        &local.sql,
+        &options(input.clone(), false),
+    )
+    .await
+    .unwrap();
+    let log = |name: &str| {
+        std::fs::read_to_string(cluster_dir().join(format!("{name}.log")))
+            .unwrap_or_default()
+            .matches("Execute task")
+            .count()
+    };
     let before = (log("exec-a"), log("exec-b"));
 
     let remote = TestWarehouse::on_cluster(&url).await;
-    let state = run(&remote.config, &remote.engine, &remote.warehouse, &remote.sql, &options(input, false)).await.unwrap();
-    assert!(state.stages.iter().all(|s| matches!(s.status, Status::Succeeded | Status::Skipped)), "{}", state.render());
+    let state = run(
+        &remote.config,
+        &remote.engine,
+        &remote.warehouse,
+        &remote.sql,
+        &options(input, false),
+    )
+    .await
+    .unwrap();
+    assert!(
+        state
+            .stages
+            .iter()
+            .all(|s| matches!(s.status, Status::Succeeded | Status::Skipped)),
+        "{}",
+        state.render()
+    );
 
-    let mut partitions: Vec<String> = TABLES.iter().map(|t| Warehouse::partition(Zone::Cleaned, t.name, DATE)).collect();
-    for mart in ["client_segmentation", "marketing_clients", "targeted_offers", "marketing_analytics_daily"] {
+    let mut partitions: Vec<String> = TABLES
+        .iter()
+        .map(|t| Warehouse::partition(Zone::Cleaned, t.name, DATE))
+        .collect();
+    for mart in [
+        "client_segmentation",
+        "marketing_clients",
+        "targeted_offers",
+        "marketing_analytics_daily",
+    ] {
         partitions.push(Warehouse::partition(Zone::Marts, mart, DATE));
     }
     for relative in partitions {
@@ -92,11 +151,17 @@ async fn the_dag_on_the_cluster_equals_the_in_process_run_row_for_row() {
         assert!(!a.is_empty(), "{relative} is empty");
         assert_eq!(a.len(), b.len(), "{relative}: row counts differ");
         if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
-            panic!("{relative}: row {i} differs between in-process and cluster:\n  {:?}\n  {:?}", a[i], b[i]);
+            panic!(
+                "{relative}: row {i} differs between in-process and cluster:\n  {:?}\n  {:?}",
+                a[i], b[i]
+            );
         }
     }
     let after = (log("exec-a"), log("exec-b"));
-    assert!(after.0 > before.0 && after.1 > before.1, "tasks ran on both executors: {before:?} -> {after:?}");
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "tasks ran on both executors: {before:?} -> {after:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +172,12 @@ async fn a_killed_executor_costs_nothing_but_time() {
     let input = remote.input_dir("src");
     generate(&input, 200_000);
     let job = {
-        let (config, engine, warehouse, sql) = (remote.config.clone(), remote.engine.clone(), remote.warehouse.clone(), remote.sql.clone());
+        let (config, engine, warehouse, sql) = (
+            remote.config.clone(),
+            remote.engine.clone(),
+            remote.warehouse.clone(),
+            remote.sql.clone(),
+        );
         let opts = options(input, false);
         tokio::spawn(async move { run(&config, &engine, &warehouse, &sql, &opts).await })
     };
@@ -116,12 +186,23 @@ async fn a_killed_executor_costs_nothing_but_time() {
     let outcome = job.await.unwrap();
     restart_cluster();
     let state = outcome.expect("the run finishes on the remaining executor");
-    let report: ebroker::clean::CleanReport = remote.warehouse.read_json(&format!("_runs/{DATE}/clean.json")).await.unwrap().unwrap();
+    let report: ebroker::clean::CleanReport = remote
+        .warehouse
+        .read_json(&format!("_runs/{DATE}/clean.json"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(report.tables.iter().all(|t| t.reconciles()));
     assert_eq!(state.stage(Stage::Analytics).status, Status::Succeeded);
-    ebroker::marts::register_mart(&remote.engine, &remote.warehouse, "targeted_offers", DATE).await.unwrap();
-    ebroker::marts::register_cleaned(&remote.engine, &remote.warehouse, DATE).await.unwrap();
-    let counts = remote.rows("SELECT (SELECT count(*) FROM targeted_offers) AS o, (SELECT count(*) * 3 FROM clients) AS c").await;
+    ebroker::marts::register_mart(&remote.engine, &remote.warehouse, "targeted_offers", DATE)
+        .await
+        .unwrap();
+    ebroker::marts::register_cleaned(&remote.engine, &remote.warehouse, DATE)
+        .await
+        .unwrap();
+    let counts = remote
+        .rows("SELECT (SELECT count(*) FROM targeted_offers) AS o, (SELECT count(*) * 3 FROM clients) AS c")
+        .await;
     assert_eq!(counts[0][0], counts[0][1], "three offers per clean client");
 }
 
@@ -134,7 +215,12 @@ async fn losing_every_executor_fails_the_stage_in_bounded_time_and_resume_comple
     generate(&input, 200_000);
     let started = Instant::now();
     let job = {
-        let (config, engine, warehouse, sql) = (remote.config.clone(), remote.engine.clone(), remote.warehouse.clone(), remote.sql.clone());
+        let (config, engine, warehouse, sql) = (
+            remote.config.clone(),
+            remote.engine.clone(),
+            remote.warehouse.clone(),
+            remote.sql.clone(),
+        );
         let opts = options(input.clone(), false);
         tokio::spawn(async move { run(&config, &engine, &warehouse, &sql, &opts).await })
     };
@@ -146,18 +232,50 @@ async fn losing_every_executor_fails_the_stage_in_bounded_time_and_resume_comple
     restart_cluster();
     assert!(elapsed < Duration::from_secs(100), "failed only after {elapsed:?}");
     assert!(err.to_string().contains("--resume"), "{err}");
-    let failed: ebroker::pipeline::RunState = remote.warehouse.read_json(&format!("_runs/{DATE}/state.json")).await.unwrap().unwrap();
-    let stage = failed.stages.iter().find(|s| s.status == Status::Failed).expect("a failed stage");
+    let failed: ebroker::pipeline::RunState = remote
+        .warehouse
+        .read_json(&format!("_runs/{DATE}/state.json"))
+        .await
+        .unwrap()
+        .unwrap();
+    let stage = failed
+        .stages
+        .iter()
+        .find(|s| s.status == Status::Failed)
+        .expect("a failed stage");
     for later in failed.stages.iter().skip_while(|s| s.stage != stage.stage).skip(1) {
         assert_eq!(later.status, Status::Pending);
-        if let Some(dir) = remote.warehouse.local_dir(&format!("marts/{}/processing_date={DATE}", later.stage.name())) {
+        if let Some(dir) = remote
+            .warehouse
+            .local_dir(&format!("marts/{}/processing_date={DATE}", later.stage.name()))
+        {
             assert!(!dir.exists(), "no output published for {:?}", later.stage);
         }
     }
     if stage.stage == Stage::Clean {
-        assert!(!remote.warehouse.local_dir(&format!("cleaned/clients/processing_date={DATE}")).unwrap().exists(), "clean published nothing");
+        assert!(
+            !remote
+                .warehouse
+                .local_dir(&format!("cleaned/clients/processing_date={DATE}"))
+                .unwrap()
+                .exists(),
+            "clean published nothing"
+        );
     }
 
-    let resumed = run(&remote.config, &remote.engine, &remote.warehouse, &remote.sql, &options(input, true)).await.unwrap();
-    assert_eq!(resumed.stage(Stage::Analytics).status, Status::Succeeded, "{}", resumed.render());
+    let resumed = run(
+        &remote.config,
+        &remote.engine,
+        &remote.warehouse,
+        &remote.sql,
+        &options(input, true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        resumed.stage(Stage::Analytics).status,
+        Status::Succeeded,
+        "{}",
+        resumed.render()
+    );
 }

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use ebroker::greenplum::tables::{PgColumn, PgType};
@@ -20,45 +22,98 @@ use sqlx::Row;
 const DATE: &str = "2024-06-01";
 
 fn options(input: Option<std::path::PathBuf>, clients: u64) -> RunOptions {
-    RunOptions { date: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(), input, clients, seed: 21, dirty: 0.03, resume: false }
+    RunOptions {
+        date: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
+        input,
+        clients,
+        seed: 21,
+        dirty: 0.03,
+        resume: false,
+    }
 }
 
 async fn count(conn: &mut sqlx::PgConnection, schema: &str, table: &str) -> i64 {
     let sql = format!("SELECT count(*) FROM \"{schema}\".{table} WHERE processing_date = DATE '{DATE}'");
-    sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(conn).await.unwrap().get(0)
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(conn)
+        .await
+        .unwrap()
+        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_clients_load_by_copy_and_the_database_agrees_with_the_mart() {
     let schema = unique_name("gp");
     let wh = TestWarehouse::with_settings(postgres_settings(&schema));
-    let state = run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options(None, 20_000)).await.unwrap();
-    assert!(state.stages.iter().all(|s| s.status != Status::Failed), "{}", state.render());
-    let report: ebroker::clean::CleanReport = wh.warehouse.read_json(&format!("_runs/{DATE}/clean.json")).await.unwrap().unwrap();
+    let state = run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options(None, 20_000))
+        .await
+        .unwrap();
+    assert!(
+        state.stages.iter().all(|s| s.status != Status::Failed),
+        "{}",
+        state.render()
+    );
+    let report: ebroker::clean::CleanReport = wh
+        .warehouse
+        .read_json(&format!("_runs/{DATE}/clean.json"))
+        .await
+        .unwrap()
+        .unwrap();
 
-    let (compared, differences) = ebroker::greenplum::verify(&wh.config.greenplum, &wh.sql, DATE).await.unwrap();
-    assert!(differences.is_empty(), "the database's segmentation differs: {differences:?}");
+    let (compared, differences) = ebroker::greenplum::verify(&wh.config.greenplum, &wh.sql, DATE)
+        .await
+        .unwrap();
+    assert!(
+        differences.is_empty(),
+        "the database's segmentation differs: {differences:?}"
+    );
     let clients = report.table("clients").unwrap().written;
     assert_eq!(compared, clients, "one segmentation row per cleaned client");
 
     // Publish the same day again: still one copy of every table.
-    let again = ebroker::greenplum::publish(&wh.config.greenplum, &wh.warehouse, &wh.sql, DATE).await.unwrap();
+    let again = ebroker::greenplum::publish(&wh.config.greenplum, &wh.warehouse, &wh.sql, DATE)
+        .await
+        .unwrap();
     let mut conn = ebroker::greenplum::connect(&wh.config.greenplum).await.unwrap();
     for q in &report.tables {
-        assert_eq!(count(&mut conn, &schema, &q.table).await as u64, q.written, "{} after two publishes", q.table);
+        assert_eq!(
+            count(&mut conn, &schema, &q.table).await as u64,
+            q.written,
+            "{} after two publishes",
+            q.table
+        );
     }
     assert_eq!(count(&mut conn, &schema, "client_segmentation").await as u64, clients);
-    assert_eq!(count(&mut conn, &schema, ddl::IN_DATABASE_SEGMENTATION).await as u64, clients);
+    assert_eq!(
+        count(&mut conn, &schema, ddl::IN_DATABASE_SEGMENTATION).await as u64,
+        clients
+    );
     assert_eq!(again.segmented_in_database, clients);
 
     // A publish that fails part-way (here: broken in-database SQL) leaves the previous state.
     let broken = wh.input_dir("broken-sql");
     std::fs::create_dir_all(broken.join("greenplum")).unwrap();
-    std::fs::write(broken.join("greenplum/segmentation.sql"), "SELECT no_such_column FROM no_such_table").unwrap();
-    let err = ebroker::greenplum::publish(&wh.config.greenplum, &wh.warehouse, &ebroker::sql::SqlLibrary::new(Some(broken)), DATE).await.unwrap_err();
+    std::fs::write(
+        broken.join("greenplum/segmentation.sql"),
+        "SELECT no_such_column FROM no_such_table",
+    )
+    .unwrap();
+    let err = ebroker::greenplum::publish(
+        &wh.config.greenplum,
+        &wh.warehouse,
+        &ebroker::sql::SqlLibrary::new(Some(broken)),
+        DATE,
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("segmentation.sql"), "{err}");
     for q in &report.tables {
-        assert_eq!(count(&mut conn, &schema, &q.table).await as u64, q.written, "{} after a failed publish", q.table);
+        assert_eq!(
+            count(&mut conn, &schema, &q.table).await as u64,
+            q.written,
+            "{} after a failed publish",
+            q.table
+        );
     }
 }
 
@@ -68,21 +123,62 @@ async fn the_copy_encoder_round_trips_every_type() {
     let wh = TestWarehouse::with_settings(postgres_settings(&schema));
     let mut conn = ebroker::greenplum::connect(&wh.config.greenplum).await.unwrap();
     let columns = vec![
-        PgColumn { name: "t".into(), pg_type: PgType::Text, nullable: true },
-        PgColumn { name: "i4".into(), pg_type: PgType::Int4, nullable: true },
-        PgColumn { name: "i8".into(), pg_type: PgType::Int8, nullable: true },
-        PgColumn { name: "f8".into(), pg_type: PgType::Float8, nullable: true },
-        PgColumn { name: "n".into(), pg_type: PgType::Numeric { scale: 2 }, nullable: true },
-        PgColumn { name: "d".into(), pg_type: PgType::Date, nullable: true },
-        PgColumn { name: "ts".into(), pg_type: PgType::Timestamp, nullable: true },
-        PgColumn { name: "b".into(), pg_type: PgType::Bool, nullable: true },
+        PgColumn {
+            name: "t".into(),
+            pg_type: PgType::Text,
+            nullable: true,
+        },
+        PgColumn {
+            name: "i4".into(),
+            pg_type: PgType::Int4,
+            nullable: true,
+        },
+        PgColumn {
+            name: "i8".into(),
+            pg_type: PgType::Int8,
+            nullable: true,
+        },
+        PgColumn {
+            name: "f8".into(),
+            pg_type: PgType::Float8,
+            nullable: true,
+        },
+        PgColumn {
+            name: "n".into(),
+            pg_type: PgType::Numeric { scale: 2 },
+            nullable: true,
+        },
+        PgColumn {
+            name: "d".into(),
+            pg_type: PgType::Date,
+            nullable: true,
+        },
+        PgColumn {
+            name: "ts".into(),
+            pg_type: PgType::Timestamp,
+            nullable: true,
+        },
+        PgColumn {
+            name: "b".into(),
+            pg_type: PgType::Bool,
+            nullable: true,
+        },
     ];
-    let ddl_columns: Vec<String> = columns.iter().map(|c| format!("{} {}", c.name, c.pg_type.sql())).collect();
+    let ddl_columns: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.pg_type.sql()))
+        .collect();
     for sql in [
         format!("CREATE SCHEMA \"{schema}\""),
-        format!("CREATE TABLE \"{schema}\".types ({}, processing_date DATE)", ddl_columns.join(", ")),
+        format!(
+            "CREATE TABLE \"{schema}\".types ({}, processing_date DATE)",
+            ddl_columns.join(", ")
+        ),
     ] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
     let schema_ref = Arc::new(Schema::new(vec![
         Field::new("t", DataType::Utf8, true),
@@ -103,7 +199,11 @@ async fn the_copy_encoder_round_trips_every_type() {
         // 1969-12-31 and 1999-12-31 (before both epochs), and NULL
         Arc::new(Date32Array::from(vec![Some(-1), Some(10_956), None])),
         // 1960-01-01 00:00:00.000001 and 2024-02-29 23:59:59
-        Arc::new(TimestampMicrosecondArray::from(vec![Some(-315_619_199_999_999), Some(1_709_251_199_000_000), None])),
+        Arc::new(TimestampMicrosecondArray::from(vec![
+            Some(-315_619_199_999_999),
+            Some(1_709_251_199_000_000),
+            None,
+        ])),
         Arc::new(BooleanArray::from(vec![Some(true), Some(false), None])),
     ];
     let batch = RecordBatch::try_new(schema_ref, arrays).unwrap();
@@ -111,12 +211,21 @@ async fn the_copy_encoder_round_trips_every_type() {
     copy::header(&mut data);
     copy::encode_batch(&columns, &batch, 19_875, &mut data).unwrap(); // 2024-06-01
     copy::trailer(&mut data);
-    let mut copy_in = conn.copy_in_raw(&format!("COPY \"{schema}\".types FROM STDIN (FORMAT binary)")).await.unwrap();
+    let mut copy_in = conn
+        .copy_in_raw(&format!("COPY \"{schema}\".types FROM STDIN (FORMAT binary)"))
+        .await
+        .unwrap();
     copy_in.send(data).await.unwrap();
     assert_eq!(copy_in.finish().await.unwrap(), 3);
 
     let sql = format!("SELECT concat_ws('|', coalesce(t, 'NULL'), coalesce(i4::text, 'NULL'), coalesce(i8::text, 'NULL'), coalesce(f8::text, 'NULL'), coalesce(n::text, 'NULL'), coalesce(d::text, 'NULL'), coalesce(ts::text, 'NULL'), coalesce(b::text, 'NULL'), processing_date::text) FROM \"{schema}\".types ORDER BY i8 NULLS LAST");
-    let rows: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut conn).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let rows: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(
         rows,
         vec![
@@ -146,7 +255,9 @@ async fn generated_ddl(greenplum: bool) -> String {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("src");
     s.write(&input);
-    run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options(Some(input), 1)).await.unwrap();
+    run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options(Some(input), 1))
+        .await
+        .unwrap();
     let tables = ebroker::greenplum::published_tables(&wh.warehouse, DATE).await.unwrap();
     let mut statements = ddl::create_statements("bank", &tables, greenplum);
     for table in &tables {
@@ -157,7 +268,11 @@ async fn generated_ddl(greenplum: bool) -> String {
             statements.push(ddl::copy_in("bank", table));
         }
     }
-    statements.iter().map(|s| format!("{s};\n")).collect::<Vec<_>>().join("\n")
+    statements
+        .iter()
+        .map(|s| format!("{s};\n"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn check_golden(name: &str, actual: &str) {
@@ -165,20 +280,35 @@ fn check_golden(name: &str, actual: &str) {
     if std::env::var_os("EBROKER_UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, actual).unwrap();
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing; create it with EBROKER_UPDATE_GOLDEN=1", path.display()));
-    assert_eq!(actual, expected, "{} changed; review and regenerate with EBROKER_UPDATE_GOLDEN=1", path.display());
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing; create it with EBROKER_UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(
+        actual,
+        expected,
+        "{} changed; review and regenerate with EBROKER_UPDATE_GOLDEN=1",
+        path.display()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_ddl_matches_the_golden_files() {
     let greenplum = generated_ddl(true).await;
     check_golden("greenplum_publish.sql", &greenplum);
-    for clause in ["APPENDOPTIMIZED=TRUE, COMPRESSTYPE=ZSTD, COMPRESSLEVEL=3", "DISTRIBUTED BY (client_id)", "DISTRIBUTED BY (rate_id)", "pxf://data/bank/cleaned/clients/processing_date=2024-06-01?PROFILE=hdfs:parquet&SERVER=default", "FORMATTER='pxfwritable_import'"] {
+    for clause in [
+        "APPENDOPTIMIZED=TRUE, COMPRESSTYPE=ZSTD, COMPRESSLEVEL=3",
+        "DISTRIBUTED BY (client_id)",
+        "DISTRIBUTED BY (rate_id)",
+        "pxf://data/bank/cleaned/clients/processing_date=2024-06-01?PROFILE=hdfs:parquet&SERVER=default",
+        "FORMATTER='pxfwritable_import'",
+    ] {
         assert!(greenplum.contains(clause), "greenplum flavour lacks {clause}");
     }
     let postgres = generated_ddl(false).await;
     check_golden("postgres_publish.sql", &postgres);
     for clause in ["APPENDOPTIMIZED", "DISTRIBUTED", "EXTERNAL", "pxf://"] {
-        assert!(!postgres.contains(clause), "postgres flavour has the Greenplum clause {clause}");
+        assert!(
+            !postgres.contains(clause),
+            "postgres flavour has the Greenplum clause {clause}"
+        );
     }
 }

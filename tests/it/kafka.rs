@@ -27,7 +27,11 @@ async fn raw_counts(wh: &TestWarehouse, table: &str, date: &str) -> (u64, u64) {
     let url = wh.warehouse.url(&Warehouse::partition(Zone::Raw, table, date));
     wh.engine.register_parquet_dir(&name, &url, None).await.unwrap();
     let rows = wh.rows(&format!("SELECT count(*) FROM {name}")).await;
-    let distinct = wh.rows(&format!("SELECT count(*) FROM (SELECT DISTINCT partition, \"offset\" FROM {name})")).await;
+    let distinct = wh
+        .rows(&format!(
+            "SELECT count(*) FROM (SELECT DISTINCT partition, \"offset\" FROM {name})"
+        ))
+        .await;
     (rows[0][0].parse().unwrap(), distinct[0][0].parse().unwrap())
 }
 
@@ -45,7 +49,9 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
     let report = clean_raw(&wh.engine, &wh.warehouse, &wh.sql, DATE).await.unwrap();
 
     let from_csv = TestWarehouse::new();
-    let csv_report = clean_csv_dir(&from_csv.engine, &from_csv.warehouse, &from_csv.sql, &input, DATE).await.unwrap();
+    let csv_report = clean_csv_dir(&from_csv.engine, &from_csv.warehouse, &from_csv.sql, &input, DATE)
+        .await
+        .unwrap();
     for table in TABLES {
         let sent = produced.topics.iter().find(|t| t.table == table.name).unwrap();
         let consumed = outcome.manifest.topic(table.name).unwrap().records;
@@ -53,13 +59,26 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
         let cleaned = report.table(table.name).unwrap();
         assert_eq!(sent.delivered, sent.sent, "{}: every message delivered", table.name);
         assert_eq!(sent.delivered, consumed, "{}: produced = consumed", table.name);
-        assert_eq!((raw, distinct), (consumed, consumed), "{}: consumed = raw, each offset once", table.name);
+        assert_eq!(
+            (raw, distinct),
+            (consumed, consumed),
+            "{}: consumed = raw, each offset once",
+            table.name
+        );
         assert_eq!(cleaned.read, raw, "{}: raw = read by clean", table.name);
         assert!(cleaned.reconciles(), "{}: {cleaned:?}", table.name);
-        assert!(cleaned.quarantined > 0 && cleaned.duplicates_removed > 0, "{}: dirt travelled through Kafka: {cleaned:?}", table.name);
+        assert!(
+            cleaned.quarantined > 0 && cleaned.duplicates_removed > 0,
+            "{}: dirt travelled through Kafka: {cleaned:?}",
+            table.name
+        );
         let csv = csv_report.table(table.name).unwrap();
         assert_eq!(
-            (cleaned.written, &cleaned.quarantined_by_reason, cleaned.duplicates_removed),
+            (
+                cleaned.written,
+                &cleaned.quarantined_by_reason,
+                cleaned.duplicates_removed
+            ),
             (csv.written, &csv.quarantined_by_reason, csv.duplicates_removed),
             "{}: cleaning the topic equals cleaning the file",
             table.name
@@ -71,7 +90,10 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
     assert_eq!(again.manifest, outcome.manifest);
     let forced = ingest(&wh.config.kafka, &wh.warehouse, DATE, true).await.unwrap();
     assert!(forced.ingested);
-    assert_eq!(forced.manifest, outcome.manifest, "--force re-reads exactly the recorded ranges");
+    assert_eq!(
+        forced.manifest, outcome.manifest,
+        "--force re-reads exactly the recorded ranges"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,15 +108,26 @@ async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once(
     // SIGKILL the CLI once it is writing the raw dump.
     let mut child = std::process::Command::new(ebroker_binary())
         .args(["--warehouse", &wh.config.warehouse.root, "ingest", "--date", DATE])
-        .envs(kafka_settings(&prefix).into_iter().map(|(k, v)| (format!("EBROKER_{}", k.to_uppercase().replacen('.', "__", 1)), v.trim_matches('"').to_string())))
+        .envs(kafka_settings(&prefix).into_iter().map(|(k, v)| {
+            (
+                format!("EBROKER_{}", k.to_uppercase().replacen('.', "__", 1)),
+                v.trim_matches('"').to_string(),
+            )
+        }))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let staging = std::path::Path::new(&wh.config.warehouse.root).join("_staging/ingest").join(DATE).join("raw");
+    let staging = std::path::Path::new(&wh.config.warehouse.root)
+        .join("_staging/ingest")
+        .join(DATE)
+        .join("raw");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !staging.exists() {
-        assert!(child.try_wait().unwrap().is_none(), "ingest finished before it could be killed; produce more records");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ingest finished before it could be killed; produce more records"
+        );
         assert!(Instant::now() < deadline, "ingest never started writing");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -102,17 +135,31 @@ async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once(
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
 
-    let manifest: Option<IngestManifest> = wh.warehouse.read_json(&Warehouse::run_file(DATE, "ingest.json")).await.unwrap();
+    let manifest: Option<IngestManifest> = wh
+        .warehouse
+        .read_json(&Warehouse::run_file(DATE, "ingest.json"))
+        .await
+        .unwrap();
     assert!(manifest.is_none(), "the kill came before the manifest");
     for table in TABLES {
-        let published = std::path::Path::new(&wh.config.warehouse.root).join(Warehouse::partition(Zone::Raw, table.name, DATE));
-        assert!(!published.exists(), "nothing of a killed ingest is where readers look: {}", published.display());
+        let published =
+            std::path::Path::new(&wh.config.warehouse.root).join(Warehouse::partition(Zone::Raw, table.name, DATE));
+        assert!(
+            !published.exists(),
+            "nothing of a killed ingest is where readers look: {}",
+            published.display()
+        );
     }
 
     let outcome = ingest(&wh.config.kafka, &wh.warehouse, DATE, false).await.unwrap();
     for topic in &produced.topics {
         let (raw, distinct) = raw_counts(&wh, &topic.table, DATE).await;
-        assert_eq!((raw, distinct), (topic.delivered, topic.delivered), "{}: each produced record exactly once", topic.table);
+        assert_eq!(
+            (raw, distinct),
+            (topic.delivered, topic.delivered),
+            "{}: each produced record exactly once",
+            topic.table
+        );
     }
 
     // More records arrive; the next date gets exactly those.
@@ -127,7 +174,11 @@ async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once(
         let before = outcome.manifest.topic(&topic.table).unwrap();
         let ends: BTreeMap<i32, i64> = before.partitions.iter().map(|r| (r.partition, r.end)).collect();
         for r in &got.partitions {
-            assert_eq!(r.start, ends[&r.partition], "{} [{}] starts where {DATE} ended", topic.table, r.partition);
+            assert_eq!(
+                r.start, ends[&r.partition],
+                "{} [{}] starts where {DATE} ended",
+                topic.table, r.partition
+            );
         }
     }
 }
@@ -137,15 +188,30 @@ async fn malformed_messages_are_quarantined_with_their_reasons() {
     let prefix = unique_name("malformed");
     let wh = kafka_warehouse(&prefix);
     ensure_topics(&wh.config.kafka).await.unwrap();
-    let producer: FutureProducer = ebroker::kafka::client_config(&wh.config.kafka).unwrap().create().unwrap();
+    let producer: FutureProducer = ebroker::kafka::client_config(&wh.config.kafka)
+        .unwrap()
+        .create()
+        .unwrap();
     let topic = format!("{prefix}_clients");
     let good = r#"{"client_id":"CLIENT_000001","client_name":"Иванов","phone":"+7 (916) 000-00-00","email":"i@x.ru","birth_date":"1980-01-01","registration_date":"2020-01-01","city":"Москва","segment":"Basic","status":"Active"}"#;
     let messages: Vec<(Option<&str>, &str)> = vec![
         (Some("CLIENT_000001"), good),
-        (Some("CLIENT_000002"), r#"{"client_id":"CLIENT_000002","registration_date":"#),
-        (Some("CLIENT_000003"), r#"{"client_id":3,"registration_date":"2020-01-01"}"#),
-        (None, r#"{"client_name":"Без идентификатора","registration_date":"2020-01-01"}"#),
-        (Some("CLIENT_000005"), r#"{"client_id":"CLIENT_000005","registration_date":"2020-02-30"}"#),
+        (
+            Some("CLIENT_000002"),
+            r#"{"client_id":"CLIENT_000002","registration_date":"#,
+        ),
+        (
+            Some("CLIENT_000003"),
+            r#"{"client_id":3,"registration_date":"2020-01-01"}"#,
+        ),
+        (
+            None,
+            r#"{"client_name":"Без идентификатора","registration_date":"2020-01-01"}"#,
+        ),
+        (
+            Some("CLIENT_000005"),
+            r#"{"client_id":"CLIENT_000005","registration_date":"2020-02-30"}"#,
+        ),
         (Some("CLIENT_000006"), r#"["not","an","object"]"#),
     ];
     for (key, value) in &messages {
@@ -153,26 +219,48 @@ async fn malformed_messages_are_quarantined_with_their_reasons() {
         if let Some(k) = key {
             record = record.key(*k);
         }
-        producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
     }
     ingest(&wh.config.kafka, &wh.warehouse, DATE, false).await.unwrap();
     let report = clean_raw(&wh.engine, &wh.warehouse, &wh.sql, DATE).await.unwrap();
     let clients = report.table("clients").unwrap();
-    let expected: BTreeMap<String, u64> = [("malformed record", 2), ("unparsable client_id", 1), ("missing client_id", 1), ("unparsable registration_date", 1)]
-        .into_iter()
-        .map(|(r, n)| (r.to_string(), n))
-        .collect();
+    let expected: BTreeMap<String, u64> = [
+        ("malformed record", 2),
+        ("unparsable client_id", 1),
+        ("missing client_id", 1),
+        ("unparsable registration_date", 1),
+    ]
+    .into_iter()
+    .map(|(r, n)| (r.to_string(), n))
+    .collect();
     assert_eq!(clients.quarantined_by_reason, expected);
     assert_eq!((clients.read, clients.written), (6, 1));
 
-    let url = wh.warehouse.url(&Warehouse::partition(Zone::Quarantine, "clients", DATE));
+    let url = wh
+        .warehouse
+        .url(&Warehouse::partition(Zone::Quarantine, "clients", DATE));
     wh.engine.register_parquet_dir("q", &url, None).await.unwrap();
-    let kept = wh.rows("SELECT record FROM q WHERE reason = 'malformed record' ORDER BY record").await;
+    let kept = wh
+        .rows("SELECT record FROM q WHERE reason = 'malformed record' ORDER BY record")
+        .await;
     let mut sent: Vec<String> = vec![messages[5].1.to_string(), messages[1].1.to_string()];
     sent.sort();
-    assert_eq!(kept.into_iter().map(|r| r[0].clone()).collect::<Vec<_>>(), sent, "the raw value is kept");
-    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE).await.unwrap();
-    assert_eq!(wh.rows("SELECT client_id, phone FROM clients").await, vec![vec!["CLIENT_000001".to_string(), "79160000000".to_string()]]);
+    assert_eq!(
+        kept.into_iter().map(|r| r[0].clone()).collect::<Vec<_>>(),
+        sent,
+        "the raw value is kept"
+    );
+    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE)
+        .await
+        .unwrap();
+    assert_eq!(
+        wh.rows("SELECT client_id, phone FROM clients").await,
+        vec![vec!["CLIENT_000001".to_string(), "79160000000".to_string()]]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,14 +268,42 @@ async fn run_with_kafka_goes_generate_produce_ingest_clean() {
     use ebroker::pipeline::{run, RunOptions, Stage, Status};
     let prefix = unique_name("dag");
     let wh = kafka_warehouse(&prefix);
-    let options = RunOptions { date: chrono::NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(), input: None, clients: 2_000, seed: 3, dirty: 0.03, resume: false };
-    let state = run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options).await.unwrap();
-    assert!(state.stages.iter().all(|s| matches!(s.status, Status::Succeeded | Status::Skipped)), "{}", state.render());
-    for stage in [Stage::Generate, Stage::Produce, Stage::Ingest, Stage::Clean, Stage::Segment, Stage::Offers, Stage::Analytics] {
+    let options = RunOptions {
+        date: chrono::NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
+        input: None,
+        clients: 2_000,
+        seed: 3,
+        dirty: 0.03,
+        resume: false,
+    };
+    let state = run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options)
+        .await
+        .unwrap();
+    assert!(
+        state
+            .stages
+            .iter()
+            .all(|s| matches!(s.status, Status::Succeeded | Status::Skipped)),
+        "{}",
+        state.render()
+    );
+    for stage in [
+        Stage::Generate,
+        Stage::Produce,
+        Stage::Ingest,
+        Stage::Clean,
+        Stage::Segment,
+        Stage::Offers,
+        Stage::Analytics,
+    ] {
         assert_eq!(state.stage(stage).status, Status::Succeeded, "{}", state.render());
     }
     let generated = state.stage(Stage::Generate).rows.unwrap();
-    assert_eq!(state.stage(Stage::Produce).rows, Some(generated), "every generated line was delivered");
+    assert_eq!(
+        state.stage(Stage::Produce).rows,
+        Some(generated),
+        "every generated line was delivered"
+    );
     assert_eq!(state.stage(Stage::Ingest).rows, Some(generated), "and ingested");
     assert_eq!(state.stage(Stage::Clean).rows, Some(generated), "and read by clean");
     assert!(state.stage(Stage::Offers).rows.unwrap() > 0);

@@ -9,10 +9,18 @@ const DATE: &str = "2024-06-01";
 async fn run(sources: &Sources, wh: &TestWarehouse) {
     let input = wh.input_dir("input");
     sources.write(&input);
-    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE).await.unwrap();
-    ebroker::segment::segment(&wh.engine, &wh.warehouse, &wh.sql, DATE).await.unwrap();
-    ebroker::offers::offers(&wh.engine, &wh.warehouse, &wh.sql, DATE).await.unwrap();
-    ebroker::marts::register_mart(&wh.engine, &wh.warehouse, "targeted_offers", DATE).await.unwrap();
+    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+        .await
+        .unwrap();
+    ebroker::segment::segment(&wh.engine, &wh.warehouse, &wh.sql, DATE)
+        .await
+        .unwrap();
+    ebroker::offers::offers(&wh.engine, &wh.warehouse, &wh.sql, DATE)
+        .await
+        .unwrap();
+    ebroker::marts::register_mart(&wh.engine, &wh.warehouse, "targeted_offers", DATE)
+        .await
+        .unwrap();
 }
 
 /// client -> [segment, portfolio_segment, transaction_segment, combined_segment]
@@ -55,7 +63,11 @@ async fn segment_thresholds_at_their_edges() {
     let got = segments(&wh).await;
     let expect = |client: &str, segment: &str, portfolio: &str, transaction: &str| {
         let row = &got[client];
-        assert_eq!((row[0].as_str(), row[1].as_str(), row[2].as_str()), (segment, portfolio, transaction), "{client}");
+        assert_eq!(
+            (row[0].as_str(), row[1].as_str(), row[2].as_str()),
+            (segment, portfolio, transaction),
+            "{client}"
+        );
     };
     expect("T049999", "Basic", "Basic", "Basic");
     expect("T050000", "Standard", "Basic", "Standard");
@@ -95,7 +107,9 @@ async fn one_client_per_combined_segment() {
     ] {
         assert_eq!(got[client][3], combined, "{client}");
     }
-    let levels = wh.keyed("SELECT client_id, priority_level, activity_score FROM marketing_clients").await;
+    let levels = wh
+        .keyed("SELECT client_id, priority_level, activity_score FROM marketing_clients")
+        .await;
     assert_eq!(levels["VA"], ["1", "5"]);
     assert_eq!(levels["PP"], ["2", "9"]);
     assert_eq!(levels["SA"], ["3", "5"]);
@@ -135,23 +149,46 @@ async fn expected_revenue_multipliers_days_valid_and_nba_rank() {
     assert_eq!(nba["D"], ["Premium Investment Advisory", "60000", "30", "1"]);
     assert_eq!(nba["E"], ["Premium Investment Advisory", "60000", "30", "1"]);
     assert_eq!(nba["F"], ["Premium Investment Advisory", "75000", "30", "1"]);
-    let ranks = wh.rows("SELECT offer_type FROM targeted_offers WHERE client_id = 'F' ORDER BY nba_rank").await;
-    assert_eq!(ranks, [["Premium Investment Advisory"], ["Exclusive Private Banking"], ["Luxury Credit Card"]]);
+    let ranks = wh
+        .rows("SELECT offer_type FROM targeted_offers WHERE client_id = 'F' ORDER BY nba_rank")
+        .await;
+    assert_eq!(
+        ranks,
+        [
+            ["Premium Investment Advisory"],
+            ["Exclusive Private Banking"],
+            ["Luxury Credit Card"]
+        ]
+    );
 }
 
 #[tokio::test]
 async fn nba_ties_break_on_offer_type() {
     let dir = tempfile::tempdir().unwrap();
-    let mut templates = ebroker::sql::SqlLibrary::default().get("offer_templates.csv").unwrap().into_owned();
-    templates = templates.replace("Low Engagement,Welcome Bonus,Приветственный бонус,1000,5", "Low Engagement,Zeta Offer,Z,500,5");
-    templates = templates.replace("Low Engagement,Basic Banking Package,Базовый банковский пакет,500,5", "Low Engagement,Alpha Offer,A,500,5");
+    let mut templates = ebroker::sql::SqlLibrary::default()
+        .get("offer_templates.csv")
+        .unwrap()
+        .into_owned();
+    templates = templates.replace(
+        "Low Engagement,Welcome Bonus,Приветственный бонус,1000,5",
+        "Low Engagement,Zeta Offer,Z,500,5",
+    );
+    templates = templates.replace(
+        "Low Engagement,Basic Banking Package,Базовый банковский пакет,500,5",
+        "Low Engagement,Alpha Offer,A,500,5",
+    );
     std::fs::write(dir.path().join("offer_templates.csv"), templates).unwrap();
     let wh = TestWarehouse::with_sql_dir(Some(dir.path().to_path_buf()));
     let mut s = Sources::new();
     s.client("X");
     run(&s, &wh).await;
-    let ranks = wh.rows("SELECT offer_type, nba_rank FROM targeted_offers WHERE client_id = 'X' ORDER BY nba_rank").await;
-    assert_eq!(ranks, [["Alpha Offer", "1"], ["Zeta Offer", "2"], ["Mobile Banking App", "3"]]);
+    let ranks = wh
+        .rows("SELECT offer_type, nba_rank FROM targeted_offers WHERE client_id = 'X' ORDER BY nba_rank")
+        .await;
+    assert_eq!(
+        ranks,
+        [["Alpha Offer", "1"], ["Zeta Offer", "2"], ["Mobile Banking App", "3"]]
+    );
 }
 
 #[tokio::test]

@@ -149,7 +149,8 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 }
 
 fn digits(b: &[u8]) -> Option<u32> {
-    b.iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32))
+    b.iter()
+        .try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32))
 }
 
 #[cfg(test)]
@@ -164,7 +165,10 @@ mod tests {
     #[test]
     fn csv_lines_split_strictly() {
         assert_eq!(split("a,b,,c").unwrap(), ["a", "b", "", "c"]);
-        assert_eq!(split("\"x, y\",\"say \"\"hi\"\"\",z").unwrap(), ["x, y", "say \"hi\"", "z"]);
+        assert_eq!(
+            split("\"x, y\",\"say \"\"hi\"\"\",z").unwrap(),
+            ["x, y", "say \"hi\"", "z"]
+        );
         assert_eq!(split("").unwrap(), [""]);
         assert_eq!(split("a,").unwrap(), ["a", ""]);
         assert!(split("\"unclosed,b").is_none());

@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
-use object_store::buffered::BufWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use indicatif::ProgressBar;
+use object_store::buffered::BufWriter;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -113,7 +113,12 @@ impl CleanReport {
 pub fn cleaned_schema(table: &Table) -> datafusion::arrow::datatypes::SchemaRef {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let parsed = table.parsed_schema();
-    let mut fields: Vec<Field> = parsed.fields().iter().filter(|f| f.name() != crate::schema::ARRIVAL).map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = parsed
+        .fields()
+        .iter()
+        .filter(|f| f.name() != crate::schema::ARRIVAL)
+        .map(|f| f.as_ref().clone())
+        .collect();
     if table.name == "bank_transactions" {
         fields.push(Field::new("amount_rub", DataType::Float64, true));
     }
@@ -121,14 +126,25 @@ pub fn cleaned_schema(table: &Table) -> datafusion::arrow::datatypes::SchemaRef 
 }
 
 /// Cleans the seven CSV files in `input` as processing date `date`.
-pub async fn clean_csv_dir(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, input: &Path, date: &str) -> Result<CleanReport> {
+pub async fn clean_csv_dir(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    sql: &SqlLibrary,
+    input: &Path,
+    date: &str,
+) -> Result<CleanReport> {
     let files = source_files(input)?;
     let staging_root = format!("_staging/{STAGE}/{date}/");
     warehouse.remove_all(&staging_root).await?;
 
-    let total_bytes = files.iter().map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    let total_bytes = files
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
     let bar = crate::progress::bar(total_bytes, "parse", "bytes");
-    let parses = files.into_iter().map(|(table, path)| stage_csv(warehouse, table, path, date, bar.clone()));
+    let parses = files
+        .into_iter()
+        .map(|(table, path)| stage_csv(warehouse, table, path, date, bar.clone()));
     let counts: Vec<ParseCounts> = futures::future::try_join_all(parses).await?;
     bar.finish_and_clear();
     finish(engine, warehouse, sql, counts, date).await
@@ -141,7 +157,9 @@ pub async fn clean_raw(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary,
     let manifest_file = Warehouse::run_file(date, MANIFEST);
     let manifest: IngestManifest = warehouse.read_json(&manifest_file).await?.ok_or_else(|| Error::Input {
         path: warehouse.url(&manifest_file).to_string(),
-        message: format!("no ingest manifest: the raw zone of {date} is not complete; run `ebroker ingest --date {date}` first"),
+        message: format!(
+            "no ingest manifest: the raw zone of {date} is not complete; run `ebroker ingest --date {date}` first"
+        ),
     })?;
     let staging_root = format!("_staging/{STAGE}/{date}/");
     warehouse.remove_all(&staging_root).await?;
@@ -152,7 +170,10 @@ pub async fn clean_raw(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary,
     });
     let mut counts = Vec::new();
     for (table, handle) in TABLES.iter().zip(futures::future::join_all(parses).await) {
-        let parsed = handle.map_err(|e| Error::Stage { stage: STAGE.into(), message: format!("parser of raw {} panicked: {e}", table.name) })??;
+        let parsed = handle.map_err(|e| Error::Stage {
+            stage: STAGE.into(),
+            message: format!("parser of raw {} panicked: {e}", table.name),
+        })??;
         let consumed = manifest.topic(table.name).map_or(0, |t| t.records);
         if parsed.read != consumed {
             return Err(Error::Reconcile {
@@ -168,13 +189,30 @@ pub async fn clean_raw(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary,
 
 /// Deduplicates, reconciles and publishes the staged parse of every table, then writes the
 /// data-quality report.
-async fn finish(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, counts: Vec<ParseCounts>, date: &str) -> Result<CleanReport> {
-    let clients = TABLES.iter().zip(&counts).find(|(t, _)| t.name == crate::schema::CLIENTS.name).map_or(0, |(_, c)| c.parsed);
+async fn finish(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    sql: &SqlLibrary,
+    counts: Vec<ParseCounts>,
+    date: &str,
+) -> Result<CleanReport> {
+    let clients = TABLES
+        .iter()
+        .zip(&counts)
+        .find(|(t, _)| t.name == crate::schema::CLIENTS.name)
+        .map_or(0, |(_, c)| c.parsed);
     let buckets = crate::buckets::bucket_count(clients, warehouse.clients_per_bucket());
     let mut tables = Vec::new();
     for (table, counts) in TABLES.iter().copied().zip(counts) {
         let quality = dedup_table(engine, warehouse, sql, table, &counts, date, buckets).await?;
-        tracing::info!(table = table.name, read = quality.read, written = quality.written, quarantined = quality.quarantined, duplicates = quality.duplicates_removed, "cleaned");
+        tracing::info!(
+            table = table.name,
+            read = quality.read,
+            written = quality.written,
+            quarantined = quality.quarantined,
+            duplicates = quality.duplicates_removed,
+            "cleaned"
+        );
         if !quality.reconciles() {
             return Err(Error::Reconcile {
                 table: table.name.into(),
@@ -190,11 +228,18 @@ async fn finish(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, counts
     for table in TABLES {
         for zone in [Zone::Cleaned, Zone::Quarantine] {
             let staged = Warehouse::staging(STAGE, date, zone.dir(), table.name);
-            warehouse.commit(&staged, &Warehouse::partition(zone, table.name, date)).await?;
+            warehouse
+                .commit(&staged, &Warehouse::partition(zone, table.name, date))
+                .await?;
         }
     }
-    let report = CleanReport { processing_date: date.to_string(), tables };
-    warehouse.write_json(&Warehouse::run_file(date, "clean.json"), &report).await?;
+    let report = CleanReport {
+        processing_date: date.to_string(),
+        tables,
+    };
+    warehouse
+        .write_json(&Warehouse::run_file(date, "clean.json"), &report)
+        .await?;
     warehouse.remove_all(&format!("_staging/{STAGE}/{date}/")).await?;
     Ok(report)
 }
@@ -202,7 +247,11 @@ async fn finish(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, counts
 /// Checks that every source file is present; the error lists the missing ones.
 pub(crate) fn source_files(input: &Path) -> Result<Vec<(&'static Table, PathBuf)>> {
     let files: Vec<_> = TABLES.iter().map(|t| (*t, input.join(t.file_name()))).collect();
-    let missing: Vec<String> = files.iter().filter(|(_, p)| !p.is_file()).map(|(t, _)| t.file_name()).collect();
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|(_, p)| !p.is_file())
+        .map(|(t, _)| t.file_name())
+        .collect();
     if !missing.is_empty() {
         return Err(Error::Input {
             path: input.display().to_string(),
@@ -216,12 +265,21 @@ pub(crate) fn source_files(input: &Path) -> Result<Vec<(&'static Table, PathBuf)
 }
 
 /// Parses one CSV file into staged typed rows and staged quarantine rows.
-async fn stage_csv(warehouse: &Warehouse, table: &'static Table, path: PathBuf, date: &str, bar: ProgressBar) -> Result<ParseCounts> {
+async fn stage_csv(
+    warehouse: &Warehouse,
+    table: &'static Table,
+    path: PathBuf,
+    date: &str,
+    bar: ProgressBar,
+) -> Result<ParseCounts> {
     let (tx, mut rx) = mpsc::channel::<(Option<RecordBatch>, Option<RecordBatch>)>(4);
     let parse = tokio::task::spawn_blocking(move || parse_csv_file(table, &path, &tx, &bar));
 
     let parsed_path = format!("{}part-0.parquet", Warehouse::staging(STAGE, date, PARSED, table.name));
-    let quarantine_path = format!("{}part-0.parquet", Warehouse::staging(STAGE, date, Zone::Quarantine.dir(), table.name));
+    let quarantine_path = format!(
+        "{}part-0.parquet",
+        Warehouse::staging(STAGE, date, Zone::Quarantine.dir(), table.name)
+    );
     let mut parsed = staging_writer(warehouse, &parsed_path, table.parsed_schema(), Compression::LZ4_RAW)?;
     let mut quarantine = staging_writer(warehouse, &quarantine_path, quarantine_schema(), zstd())?;
     while let Some((typed, rejected)) = rx.recv().await {
@@ -229,10 +287,16 @@ async fn stage_csv(warehouse: &Warehouse, table: &'static Table, path: PathBuf, 
             parsed.write(&batch).await.map_err(parquet_error(&parsed_path))?;
         }
         if let Some(batch) = rejected {
-            quarantine.write(&batch).await.map_err(parquet_error(&quarantine_path))?;
+            quarantine
+                .write(&batch)
+                .await
+                .map_err(parquet_error(&quarantine_path))?;
         }
     }
-    let counts = parse.await.map_err(|e| Error::Stage { stage: STAGE.into(), message: format!("parser of {} panicked: {e}", table.name) })??;
+    let counts = parse.await.map_err(|e| Error::Stage {
+        stage: STAGE.into(),
+        message: format!("parser of {} panicked: {e}", table.name),
+    })??;
     parsed.close().await.map_err(parquet_error(&parsed_path))?;
     quarantine.close().await.map_err(parquet_error(&quarantine_path))?;
     Ok(counts)
@@ -257,7 +321,10 @@ pub(crate) fn staging_writer(
 }
 
 pub(crate) fn parquet_error(path: &str) -> impl FnOnce(datafusion::parquet::errors::ParquetError) -> Error + '_ {
-    move |source| Error::Parquet { path: path.to_string(), source }
+    move |source| Error::Parquet {
+        path: path.to_string(),
+        source,
+    }
 }
 
 /// Reads `path` line by line, checks the header, parses every record.
@@ -295,14 +362,24 @@ impl<'a> CsvRecords<'a> {
     pub(crate) fn open(table: &'static Table, path: &'a Path, bar: &'a ProgressBar) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(Error::io(path))?;
         let reader = std::io::BufReader::with_capacity(1 << 20, file);
-        Ok(CsvRecords { table, path, reader, line: Vec::with_capacity(256), line_number: 0, bar })
+        Ok(CsvRecords {
+            table,
+            path,
+            reader,
+            line: Vec::with_capacity(256),
+            line_number: 0,
+            bar,
+        })
     }
 
     /// The next record line (without its terminator) and its line number.
     pub(crate) fn next_record(&mut self) -> Result<Option<(i64, &[u8])>> {
         loop {
             self.line.clear();
-            let n = self.reader.read_until(b'\n', &mut self.line).map_err(Error::io(self.path))?;
+            let n = self
+                .reader
+                .read_until(b'\n', &mut self.line)
+                .map_err(Error::io(self.path))?;
             if n == 0 {
                 return Ok(None);
             }
@@ -332,7 +409,11 @@ fn check_header(table: &Table, path: &Path, line: &[u8]) -> Result<()> {
     if normalised.join(",") != table.header() {
         return Err(Error::Input {
             path: path.display().to_string(),
-            message: format!("header is {found:?}; the {} table needs exactly {:?}", table.name, table.header()),
+            message: format!(
+                "header is {found:?}; the {} table needs exactly {:?}",
+                table.name,
+                table.header()
+            ),
         });
     }
     Ok(())
@@ -340,16 +421,35 @@ fn check_header(table: &Table, path: &Path, line: &[u8]) -> Result<()> {
 
 /// Deduplicates (and for transactions enriches) one staged table into staged cleaned Parquet,
 /// in `buckets` client buckets when the table has a client_id.
-async fn dedup_table(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, table: &'static Table, counts: &ParseCounts, date: &str, buckets: u32) -> Result<TableQuality> {
+async fn dedup_table(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    sql: &SqlLibrary,
+    table: &'static Table,
+    counts: &ParseCounts,
+    date: &str,
+    buckets: u32,
+) -> Result<TableQuality> {
     let staged_parsed = warehouse.url(&Warehouse::staging(STAGE, date, PARSED, table.name));
-    engine.register_parquet_dir("parsed", &staged_parsed, Some(table.parsed_schema())).await?;
+    engine
+        .register_parquet_dir("parsed", &staged_parsed, Some(table.parsed_schema()))
+        .await?;
     let query = if table.name == "bank_transactions" {
         let rates = warehouse.url(&Warehouse::staging(STAGE, date, Zone::Cleaned.dir(), "currency_rates"));
-        engine.register_parquet_dir("rates", &rates, Some(cleaned_schema(&crate::schema::CURRENCY_RATES))).await?;
+        engine
+            .register_parquet_dir("rates", &rates, Some(cleaned_schema(&crate::schema::CURRENCY_RATES)))
+            .await?;
         sql.render("datafusion/clean_bank_transactions.sql", &[])?
     } else {
         let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
-        sql.render("datafusion/clean_dedup.sql", &[("columns", &columns.join(", ")), ("id", table.id), ("event", table.event)])?
+        sql.render(
+            "datafusion/clean_dedup.sql",
+            &[
+                ("columns", &columns.join(", ")),
+                ("id", table.id),
+                ("event", table.event),
+            ],
+        )?
     };
     let what = format!("cleaning {}", table.name);
     let df = engine.sql(&query, &what).await?;
@@ -362,8 +462,15 @@ async fn dedup_table(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, t
         engine.write_parquet_dir(df, &out, &what).await?
     };
     let without_rate = if table.name == "bank_transactions" {
-        engine.register_parquet_dir("cleaned_transactions", &out, Some(cleaned_schema(table))).await?;
-        let batches = engine.collect("SELECT count(*) FROM cleaned_transactions WHERE amount_rub IS NULL", "counting transactions without a rate").await?;
+        engine
+            .register_parquet_dir("cleaned_transactions", &out, Some(cleaned_schema(table)))
+            .await?;
+        let batches = engine
+            .collect(
+                "SELECT count(*) FROM cleaned_transactions WHERE amount_rub IS NULL",
+                "counting transactions without a rate",
+            )
+            .await?;
         Some(scalar_u64(&batches))
     } else {
         None

@@ -261,7 +261,12 @@ impl RecordParser {
         let mut fields: Vec<Cow<'_, str>> = Vec::with_capacity(self.table.columns.len());
         let ok = split_csv_line(text, &mut fields) && fields.len() == self.table.columns.len();
         if ok {
-            self.push_fields(fields.drain(..).map(SourceField::Text).collect(), position, source, line);
+            self.push_fields(
+                fields.drain(..).map(SourceField::Text).collect(),
+                position,
+                source,
+                line,
+            );
         } else {
             self.reject(source, position, MALFORMED, line);
         }
@@ -302,7 +307,11 @@ impl RecordParser {
                 Ok(v) => builder.append(v),
                 Err(failure) => {
                     if matches!(failure, Failure::Unparsable) {
-                        *self.counts.nulled_unparsable.entry(column.name.to_string()).or_default() += 1;
+                        *self
+                            .counts
+                            .nulled_unparsable
+                            .entry(column.name.to_string())
+                            .or_default() += 1;
                     }
                     builder.append_null();
                 }
@@ -344,8 +353,14 @@ mod tests {
             p.push_csv_line(line.as_bytes(), i as i64, "test");
         }
         let (_, q) = p.finish_batches();
-        q.map(|q| q.column(2).as_string::<i32>().iter().map(|s| s.unwrap().to_string()).collect())
-            .unwrap_or_default()
+        q.map(|q| {
+            q.column(2)
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     #[test]
@@ -378,13 +393,20 @@ mod tests {
                 "missing transaction_id",
             ]
         );
-        assert_eq!(reasons(&CURRENCY_RATES, &["RATE_1,usd/rub,2024-01-01 10:00:00,x,Close"]), ["unparsable rate_value"]);
+        assert_eq!(
+            reasons(&CURRENCY_RATES, &["RATE_1,usd/rub,2024-01-01 10:00:00,x,Close"]),
+            ["unparsable rate_value"]
+        );
     }
 
     #[test]
     fn invalid_utf8_is_malformed_and_kept_as_bytes() {
         let mut p = RecordParser::new(&CLIENTS);
-        p.push_csv_line(b"CLIENT_1,\xff\xfe,1,2,2000-01-01,2020-01-01,X,VIP,Active", 1, "clients.csv");
+        p.push_csv_line(
+            b"CLIENT_1,\xff\xfe,1,2,2000-01-01,2020-01-01,X,VIP,Active",
+            1,
+            "clients.csv",
+        );
         let (typed, q) = p.finish_batches();
         assert!(typed.is_none());
         let q = q.unwrap();
@@ -395,7 +417,11 @@ mod tests {
     #[test]
     fn values_are_trimmed_normalised_and_optional_failures_nulled() {
         let mut p = RecordParser::new(&CLIENTS);
-        p.push_csv_line(b" CLIENT_1 ,  Ivan Petrov ,+7 (916) 123-45-67,,1990-13-01,2020-01-01,\tMoscow\t,VIP,Active", 7, "c");
+        p.push_csv_line(
+            b" CLIENT_1 ,  Ivan Petrov ,+7 (916) 123-45-67,,1990-13-01,2020-01-01,\tMoscow\t,VIP,Active",
+            7,
+            "c",
+        );
         let (typed, q) = p.finish_batches();
         assert!(q.is_none());
         let b = typed.unwrap();

@@ -15,10 +15,23 @@ use crate::schema::{quarantine_schema, Table};
 use crate::storage::{Warehouse, Zone};
 
 /// Parses every raw message of `table` on `date` into staged parsed and quarantine rows.
-pub async fn stage_raw(warehouse: &Warehouse, table: &'static Table, date: &str, bar: &ProgressBar) -> Result<ParseCounts> {
+pub async fn stage_raw(
+    warehouse: &Warehouse,
+    table: &'static Table,
+    date: &str,
+    bar: &ProgressBar,
+) -> Result<ParseCounts> {
     let parsed_path = format!("{}part-0.parquet", Warehouse::staging(STAGE, date, PARSED, table.name));
-    let quarantine_path = format!("{}part-0.parquet", Warehouse::staging(STAGE, date, Zone::Quarantine.dir(), table.name));
-    let mut parsed = staging_writer(warehouse, &parsed_path, table.parsed_schema(), datafusion::parquet::basic::Compression::LZ4_RAW)?;
+    let quarantine_path = format!(
+        "{}part-0.parquet",
+        Warehouse::staging(STAGE, date, Zone::Quarantine.dir(), table.name)
+    );
+    let mut parsed = staging_writer(
+        warehouse,
+        &parsed_path,
+        table.parsed_schema(),
+        datafusion::parquet::basic::Compression::LZ4_RAW,
+    )?;
     let mut quarantine = staging_writer(warehouse, &quarantine_path, quarantine_schema(), zstd())?;
     let mut parser = RecordParser::new(table);
 
@@ -55,13 +68,31 @@ async fn write(
 /// Feeds one batch of raw rows to the parser; the quarantine source is `topic[partition]`.
 fn push_batch(parser: &mut RecordParser, batch: &RecordBatch, file: &str) -> Result<()> {
     let column = |name: &str| {
-        batch.column_by_name(name).ok_or_else(|| Error::Input { path: file.to_string(), message: format!("not a raw dump: no `{name}` column") })
+        batch.column_by_name(name).ok_or_else(|| Error::Input {
+            path: file.to_string(),
+            message: format!("not a raw dump: no `{name}` column"),
+        })
     };
-    let wrong = |name: &str| Error::Input { path: file.to_string(), message: format!("not a raw dump: `{name}` has the wrong type") };
-    let topics = column("topic")?.as_any().downcast_ref::<StringArray>().ok_or_else(|| wrong("topic"))?;
-    let partitions = column("partition")?.as_any().downcast_ref::<Int32Array>().ok_or_else(|| wrong("partition"))?;
-    let offsets = column("offset")?.as_any().downcast_ref::<Int64Array>().ok_or_else(|| wrong("offset"))?;
-    let values = column("value")?.as_any().downcast_ref::<BinaryArray>().ok_or_else(|| wrong("value"))?;
+    let wrong = |name: &str| Error::Input {
+        path: file.to_string(),
+        message: format!("not a raw dump: `{name}` has the wrong type"),
+    };
+    let topics = column("topic")?
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| wrong("topic"))?;
+    let partitions = column("partition")?
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .ok_or_else(|| wrong("partition"))?;
+    let offsets = column("offset")?
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| wrong("offset"))?;
+    let values = column("value")?
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .ok_or_else(|| wrong("value"))?;
     let mut source = String::new();
     for row in 0..batch.num_rows() {
         source.clear();

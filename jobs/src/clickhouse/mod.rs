@@ -40,9 +40,18 @@ pub const TABLE_FILES: [&str; 5] = [
 
 /// The reports `ebroker report` runs in ClickHouse: (title, SQL file).
 pub const REPORTS: [(&str, &str); 4] = [
-    ("Offers by type and combined segment", "clickhouse/report_offers_by_type.sql"),
-    ("Top 10 clients by expected revenue", "clickhouse/report_top_clients.sql"),
-    ("Offers by priority level and offer priority", "clickhouse/report_offers_by_priority.sql"),
+    (
+        "Offers by type and combined segment",
+        "clickhouse/report_offers_by_type.sql",
+    ),
+    (
+        "Top 10 clients by expected revenue",
+        "clickhouse/report_top_clients.sql",
+    ),
+    (
+        "Offers by priority level and offer priority",
+        "clickhouse/report_offers_by_priority.sql",
+    ),
     ("Segment distribution", "clickhouse/report_segment_distribution.sql"),
 ];
 
@@ -54,9 +63,18 @@ struct Published {
 }
 
 const PUBLISHED: [Published; 3] = [
-    Published { table: "marketing_clients", day_column: "last_updated" },
-    Published { table: "targeted_offers", day_column: "created_at" },
-    Published { table: "marketing_analytics_daily", day_column: "analysis_date" },
+    Published {
+        table: "marketing_clients",
+        day_column: "last_updated",
+    },
+    Published {
+        table: "targeted_offers",
+        day_column: "created_at",
+    },
+    Published {
+        table: "marketing_analytics_daily",
+        day_column: "analysis_date",
+    },
 ];
 
 /// Rows published per table.
@@ -78,7 +96,11 @@ impl PublishReport {
             out.push_str(&format!("{table:<28} {rows:>12}\n"));
         }
         let secs = self.seconds.max(1e-9);
-        out.push_str(&format!("published {} rows in {secs:.2} s ({:.0} rows/s)\n", self.rows(), self.rows() as f64 / secs));
+        out.push_str(&format!(
+            "published {} rows in {secs:.2} s ({:.0} rows/s)\n",
+            self.rows(),
+            self.rows() as f64 / secs
+        ));
         out
     }
 }
@@ -92,7 +114,10 @@ fn ch_error(config: &ClickHouseConfig, doing: impl Into<String>) -> impl FnOnce(
 /// RowBinaryWithNamesAndTypes).
 pub fn client(config: &ClickHouseConfig) -> Result<Client> {
     if !config.enabled() {
-        return Err(Error::Config("clickhouse.url is empty; set it (e.g. --set clickhouse.url=http://127.0.0.1:8123) to use ClickHouse".into()));
+        return Err(Error::Config(
+            "clickhouse.url is empty; set it (e.g. --set clickhouse.url=http://127.0.0.1:8123) to use ClickHouse"
+                .into(),
+        ));
     }
     Ok(Client::default()
         .with_url(&config.url)
@@ -109,7 +134,13 @@ async fn execute(client: &Client, config: &ClickHouseConfig, statement: &str, do
 
 /// Creates the database and the tables of `sql/clickhouse/` when missing.
 pub async fn create_tables(client: &Client, config: &ClickHouseConfig, sql: &SqlLibrary) -> Result<()> {
-    execute(client, config, &format!("CREATE DATABASE IF NOT EXISTS {}", config.database), "creating the database").await?;
+    execute(
+        client,
+        config,
+        &format!("CREATE DATABASE IF NOT EXISTS {}", config.database),
+        "creating the database",
+    )
+    .await?;
     for file in TABLE_FILES {
         let ddl = sql.render(file, &[("database", &config.database)])?;
         execute(client, config, &ddl, &format!("creating the table of {file}")).await?;
@@ -118,20 +149,33 @@ pub async fn create_tables(client: &Client, config: &ClickHouseConfig, sql: &Sql
 }
 
 /// Publishes the day's three marts (see the module documentation).
-pub async fn publish(config: &ClickHouseConfig, warehouse: &Warehouse, sql: &SqlLibrary, date: &str) -> Result<PublishReport> {
+pub async fn publish(
+    config: &ClickHouseConfig,
+    warehouse: &Warehouse,
+    sql: &SqlLibrary,
+    date: &str,
+) -> Result<PublishReport> {
     let started = Instant::now();
-    let day = crate::clean::fields::parse_date(date).ok_or_else(|| Error::Usage(format!("`{date}` is not a date; write it as YYYY-MM-DD")))?;
+    let day = crate::clean::fields::parse_date(date)
+        .ok_or_else(|| Error::Usage(format!("`{date}` is not a date; write it as YYYY-MM-DD")))?;
     let client = client(config)?;
     with_retries(config, "creating tables", || create_tables(&client, config, sql)).await?;
     // INSERT takes an unqualified table name: the database goes on the client.
     let client = client.with_database(&config.database);
     let mut tables = Vec::new();
     for published in PUBLISHED {
-        let rows = with_retries(config, &format!("publishing {} for {date}", published.table), || replace_day(&client, config, warehouse, published, date, day)).await?;
+        let rows = with_retries(config, &format!("publishing {} for {date}", published.table), || {
+            replace_day(&client, config, warehouse, published, date, day)
+        })
+        .await?;
         tracing::info!(table = published.table, rows, "published to ClickHouse");
         tables.push((published.table.to_string(), rows));
     }
-    Ok(PublishReport { processing_date: date.into(), tables, seconds: started.elapsed().as_secs_f64() })
+    Ok(PublishReport {
+        processing_date: date.into(),
+        tables,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Retries `attempt` with exponential backoff while ClickHouse itself fails; bad data and
@@ -151,7 +195,11 @@ where
                 tokio::time::sleep(wait).await;
             }
             Err(Error::ClickHouse { url, doing, source }) => {
-                return Err(Error::ClickHouse { url, doing: format!("{doing} (gave up after {tries} attempts at {what})"), source });
+                return Err(Error::ClickHouse {
+                    url,
+                    doing: format!("{doing} (gave up after {tries} attempts at {what})"),
+                    source,
+                });
             }
             other => return other,
         }
@@ -159,15 +207,34 @@ where
 }
 
 /// Rebuilds the day's month partition of one table in a staging table and swaps it in.
-async fn replace_day(client: &Client, config: &ClickHouseConfig, warehouse: &Warehouse, published: Published, date: &str, day: i32) -> Result<u64> {
+async fn replace_day(
+    client: &Client,
+    config: &ClickHouseConfig,
+    warehouse: &Warehouse,
+    published: Published,
+    date: &str,
+    day: i32,
+) -> Result<u64> {
     let db = &config.database;
     let table = format!("{db}.{}", published.table);
     let stage_name = format!("{}__ebroker_stage", published.table);
     let stage = format!("{db}.{stage_name}");
     let month = date[..7].replace('-', "");
     let column = published.day_column;
-    execute(client, config, &format!("DROP TABLE IF EXISTS {stage}"), &format!("dropping {stage}")).await?;
-    execute(client, config, &format!("CREATE TABLE {stage} AS {table}"), &format!("creating {stage}")).await?;
+    execute(
+        client,
+        config,
+        &format!("DROP TABLE IF EXISTS {stage}"),
+        &format!("dropping {stage}"),
+    )
+    .await?;
+    execute(
+        client,
+        config,
+        &format!("CREATE TABLE {stage} AS {table}"),
+        &format!("creating {stage}"),
+    )
+    .await?;
     execute(
         client,
         config,
@@ -176,15 +243,40 @@ async fn replace_day(client: &Client, config: &ClickHouseConfig, warehouse: &War
     )
     .await?;
     let rows = insert_mart(client, config, warehouse, published.table, &stage_name, date, day).await?;
-    execute(client, config, &format!("ALTER TABLE {table} REPLACE PARTITION {month} FROM {stage}"), &format!("swapping {month} into {table}")).await?;
-    execute(client, config, &format!("DROP TABLE IF EXISTS {stage}"), &format!("dropping {stage}")).await?;
+    execute(
+        client,
+        config,
+        &format!("ALTER TABLE {table} REPLACE PARTITION {month} FROM {stage}"),
+        &format!("swapping {month} into {table}"),
+    )
+    .await?;
+    execute(
+        client,
+        config,
+        &format!("DROP TABLE IF EXISTS {stage}"),
+        &format!("dropping {stage}"),
+    )
+    .await?;
     Ok(rows)
 }
 
 /// Inserts the day's mart rows into `target` in batches of `batch_rows`.
-async fn insert_mart(client: &Client, config: &ClickHouseConfig, warehouse: &Warehouse, mart: &str, target: &str, date: &str, day: i32) -> Result<u64> {
+async fn insert_mart(
+    client: &Client,
+    config: &ClickHouseConfig,
+    warehouse: &Warehouse,
+    mart: &str,
+    target: &str,
+    date: &str,
+    day: i32,
+) -> Result<u64> {
     let mut batches = crate::marts::read_partition(warehouse, Zone::Marts, mart, date).await?;
-    let bad = |message: String| Error::Input { path: warehouse.url(&Warehouse::partition(Zone::Marts, mart, date)).to_string(), message };
+    let bad = |message: String| Error::Input {
+        path: warehouse
+            .url(&Warehouse::partition(Zone::Marts, mart, date))
+            .to_string(),
+        message,
+    };
     let mut sent: u64 = 0;
     let mut in_insert = 0usize;
     let mut writer = RowWriter::None;
@@ -241,14 +333,32 @@ impl RowWriter {
         }
     }
 
-    async fn write(&mut self, config: &ClickHouseConfig, c: &Columns, day: i32, target: &str) -> std::result::Result<(), WriteError> {
+    async fn write(
+        &mut self,
+        config: &ClickHouseConfig,
+        c: &Columns,
+        day: i32,
+        target: &str,
+    ) -> std::result::Result<(), WriteError> {
         let server = |e| WriteError::Server(ch_error(config, format!("inserting into {target}"))(e));
         match self {
             RowWriter::None => Ok(()),
             RowWriter::Clients(insert) => {
-                let (id, name) = (c.text("client_id").map_err(WriteError::Data)?, c.text("client_name").map_err(WriteError::Data)?);
-                let (ps, ts, cs) = (c.text("portfolio_segment").map_err(WriteError::Data)?, c.text("transaction_segment").map_err(WriteError::Data)?, c.text("combined_segment").map_err(WriteError::Data)?);
-                let (total, score, level, updated) = (c.float("total_value").map_err(WriteError::Data)?, c.int("activity_score").map_err(WriteError::Data)?, c.int("priority_level").map_err(WriteError::Data)?, c.seconds("last_updated").map_err(WriteError::Data)?);
+                let (id, name) = (
+                    c.text("client_id").map_err(WriteError::Data)?,
+                    c.text("client_name").map_err(WriteError::Data)?,
+                );
+                let (ps, ts, cs) = (
+                    c.text("portfolio_segment").map_err(WriteError::Data)?,
+                    c.text("transaction_segment").map_err(WriteError::Data)?,
+                    c.text("combined_segment").map_err(WriteError::Data)?,
+                );
+                let (total, score, level, updated) = (
+                    c.float("total_value").map_err(WriteError::Data)?,
+                    c.int("activity_score").map_err(WriteError::Data)?,
+                    c.int("priority_level").map_err(WriteError::Data)?,
+                    c.seconds("last_updated").map_err(WriteError::Data)?,
+                );
                 for r in 0..c.len() {
                     let row = rows::MarketingClient {
                         client_id: rows::text(&id, "client_id", r).map_err(WriteError::Data)?,
@@ -267,10 +377,29 @@ impl RowWriter {
             }
             RowWriter::Offers(insert) => {
                 let d = WriteError::Data;
-                let (oid, id, name, seg, cs) = (c.uint("offer_id").map_err(d)?, c.text("client_id").map_err(d)?, c.text("client_name").map_err(d)?, c.text("segment").map_err(d)?, c.text("combined_segment").map_err(d)?);
-                let (otype, desc) = (c.text("offer_type").map_err(d)?, c.text("offer_description").map_err(d)?);
-                let (rev, level, oprio, days, rank) = (c.float("expected_revenue").map_err(d)?, c.int("priority_level").map_err(d)?, c.int("offer_priority").map_err(d)?, c.int("days_valid").map_err(d)?, c.int("nba_rank").map_err(d)?);
-                let (total, portfolio, created) = (c.float("total_value").map_err(d)?, c.float("total_portfolio_value").map_err(d)?, c.seconds("created_at").map_err(d)?);
+                let (oid, id, name, seg, cs) = (
+                    c.uint("offer_id").map_err(d)?,
+                    c.text("client_id").map_err(d)?,
+                    c.text("client_name").map_err(d)?,
+                    c.text("segment").map_err(d)?,
+                    c.text("combined_segment").map_err(d)?,
+                );
+                let (otype, desc) = (
+                    c.text("offer_type").map_err(d)?,
+                    c.text("offer_description").map_err(d)?,
+                );
+                let (rev, level, oprio, days, rank) = (
+                    c.float("expected_revenue").map_err(d)?,
+                    c.int("priority_level").map_err(d)?,
+                    c.int("offer_priority").map_err(d)?,
+                    c.int("days_valid").map_err(d)?,
+                    c.int("nba_rank").map_err(d)?,
+                );
+                let (total, portfolio, created) = (
+                    c.float("total_value").map_err(d)?,
+                    c.float("total_portfolio_value").map_err(d)?,
+                    c.seconds("created_at").map_err(d)?,
+                );
                 for r in 0..c.len() {
                     let row = rows::TargetedOffer {
                         offer_id: rows::unsigned(&oid, "offer_id", r).map_err(d)?,
@@ -296,14 +425,24 @@ impl RowWriter {
             RowWriter::Daily(insert) => {
                 let d = WriteError::Data;
                 let (date, seg) = (c.days("analysis_date").map_err(d)?, c.text("segment").map_err(d)?);
-                let (count, total, avg, active, new) = (c.int("clients_count").map_err(d)?, c.float("total_revenue").map_err(d)?, c.float("avg_revenue").map_err(d)?, c.int("active_clients").map_err(d)?, c.int("new_clients").map_err(d)?);
+                let (count, total, avg, active, new) = (
+                    c.int("clients_count").map_err(d)?,
+                    c.float("total_revenue").map_err(d)?,
+                    c.float("avg_revenue").map_err(d)?,
+                    c.int("active_clients").map_err(d)?,
+                    c.int("new_clients").map_err(d)?,
+                );
                 for r in 0..c.len() {
                     let analysis_date: i64 = rows::value(&date, "analysis_date", r).map_err(d)?;
                     if analysis_date != day as i64 {
                         return Err(d(format!("analysis_date of row {r} is not the processing date")));
                     }
                     let row = rows::AnalyticsDaily {
-                        analysis_date: u16::try_from(analysis_date).map_err(|_| d(format!("analysis_date {analysis_date} is outside ClickHouse's Date range")))?,
+                        analysis_date: u16::try_from(analysis_date).map_err(|_| {
+                            d(format!(
+                                "analysis_date {analysis_date} is outside ClickHouse's Date range"
+                            ))
+                        })?,
                         segment: rows::text(&seg, "segment", r).map_err(d)?,
                         clients_count: rows::value(&count, "clients_count", r).map_err(d)?,
                         total_revenue: rows::cents(&total, "total_revenue", r).map_err(d)?,
@@ -321,16 +460,26 @@ impl RowWriter {
 
 /// Runs the standard reports and the segment distribution in ClickHouse for `date`.
 pub async fn report(config: &ClickHouseConfig, sql: &SqlLibrary, date: &str) -> Result<AnalyticsReport> {
-    crate::clean::fields::parse_date(date).ok_or_else(|| Error::Usage(format!("`{date}` is not a date; write it as YYYY-MM-DD")))?;
+    crate::clean::fields::parse_date(date)
+        .ok_or_else(|| Error::Usage(format!("`{date}` is not a date; write it as YYYY-MM-DD")))?;
     let client = client(config)?;
     let mut sections = Vec::new();
     for (title, file) in REPORTS {
         let query = sql.render(file, &[("database", &config.database), ("processing_date", date)])?;
-        let mut cursor = client.query(&query).fetch_bytes("TSVWithNames").map_err(ch_error(config, format!("running {file}")))?;
-        let tsv = cursor.collect().await.map_err(ch_error(config, format!("reading {file}")))?;
+        let mut cursor = client
+            .query(&query)
+            .fetch_bytes("TSVWithNames")
+            .map_err(ch_error(config, format!("running {file}")))?;
+        let tsv = cursor
+            .collect()
+            .await
+            .map_err(ch_error(config, format!("reading {file}")))?;
         sections.push((title.to_string(), vec![tsv_to_batch(&String::from_utf8_lossy(&tsv))?]));
     }
-    Ok(AnalyticsReport { daily_rows: 0, sections })
+    Ok(AnalyticsReport {
+        daily_rows: 0,
+        sections,
+    })
 }
 
 /// A TSVWithNames result as a batch of text columns.
@@ -340,11 +489,21 @@ fn tsv_to_batch(tsv: &str) -> Result<datafusion::arrow::record_batch::RecordBatc
     let mut lines = tsv.lines();
     let header: Vec<String> = lines.next().unwrap_or_default().split('\t').map(unescape).collect();
     let rows: Vec<Vec<String>> = lines.map(|l| l.split('\t').map(unescape).collect()).collect();
-    let schema = std::sync::Arc::new(Schema::new(header.iter().map(|h| Field::new(h, DataType::Utf8, true)).collect::<Vec<_>>()));
+    let schema = std::sync::Arc::new(Schema::new(
+        header
+            .iter()
+            .map(|h| Field::new(h, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
     let columns: Vec<ArrayRef> = (0..header.len())
-        .map(|i| std::sync::Arc::new(StringArray::from(rows.iter().map(|r| r.get(i).cloned()).collect::<Vec<_>>())) as ArrayRef)
+        .map(|i| {
+            std::sync::Arc::new(StringArray::from(
+                rows.iter().map(|r| r.get(i).cloned()).collect::<Vec<_>>(),
+            )) as ArrayRef
+        })
         .collect();
-    datafusion::arrow::record_batch::RecordBatch::try_new(schema, columns).map_err(|e| Error::engine("reading a ClickHouse report")(e.into()))
+    datafusion::arrow::record_batch::RecordBatch::try_new(schema, columns)
+        .map_err(|e| Error::engine("reading a ClickHouse report")(e.into()))
 }
 
 /// Undoes TSV escaping (`\t`, `\n`, `\\`).

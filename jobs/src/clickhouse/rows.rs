@@ -5,7 +5,9 @@
 use clickhouse::Row;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampSecondType, UInt64Type};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampSecondType, UInt64Type,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
@@ -76,7 +78,10 @@ impl Columns {
     }
 
     fn get(&self, name: &str, as_type: DataType) -> Result<ArrayRef, String> {
-        let column = self.batch.column_by_name(name).ok_or_else(|| format!("the mart has no column {name}"))?;
+        let column = self
+            .batch
+            .column_by_name(name)
+            .ok_or_else(|| format!("the mart has no column {name}"))?;
         cast(column, &as_type).map_err(|e| format!("column {name}: {e}"))
     }
 
@@ -112,7 +117,8 @@ pub fn value<T: TryFrom<i64>>(array: &ArrayRef, name: &str, row: usize) -> Resul
     }
     let v: i64 = match array.data_type() {
         DataType::Int64 => array.as_primitive::<Int64Type>().value(row),
-        DataType::UInt64 => i64::try_from(array.as_primitive::<UInt64Type>().value(row)).map_err(|_| format!("{name} too large in row {row}"))?,
+        DataType::UInt64 => i64::try_from(array.as_primitive::<UInt64Type>().value(row))
+            .map_err(|_| format!("{name} too large in row {row}"))?,
         DataType::Timestamp(TimeUnit::Second, _) => array.as_primitive::<TimestampSecondType>().value(row),
         DataType::Date32 => array.as_primitive::<Date32Type>().value(row) as i64,
         other => return Err(format!("{name} has type {other}")),

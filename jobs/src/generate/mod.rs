@@ -78,7 +78,10 @@ pub fn planned_rows(table: &str, clients: u64) -> u64 {
 /// temporary name, then renamed) or not at all.
 pub fn generate(options: &GenerateOptions) -> Result<GenerateReport> {
     if !(0.0..=1.0).contains(&options.dirty) {
-        return Err(Error::Usage(format!("--dirty {} is not a fraction; use a value between 0 and 1", options.dirty)));
+        return Err(Error::Usage(format!(
+            "--dirty {} is not a fraction; use a value between 0 and 1",
+            options.dirty
+        )));
     }
     if options.clients == 0 {
         return Err(Error::Usage("--clients 0: generate at least one client".into()));
@@ -96,13 +99,24 @@ pub fn generate(options: &GenerateOptions) -> Result<GenerateReport> {
                 scope.spawn(move || write_table(options, table, i as u64, &bar))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("generator thread panicked")).collect::<Result<Vec<_>>>()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("generator thread panicked"))
+            .collect::<Result<Vec<_>>>()
     })?;
     bar.finish_and_clear();
-    Ok(GenerateReport { files, elapsed: started.elapsed() })
+    Ok(GenerateReport {
+        files,
+        elapsed: started.elapsed(),
+    })
 }
 
-fn write_table(options: &GenerateOptions, table: &'static Table, stream: u64, bar: &ProgressBar) -> Result<GeneratedFile> {
+fn write_table(
+    options: &GenerateOptions,
+    table: &'static Table,
+    stream: u64,
+    bar: &ProgressBar,
+) -> Result<GeneratedFile> {
     let path = options.out.join(table.file_name());
     let tmp = options.out.join(format!(".{}.tmp", table.file_name()));
     let file = std::fs::File::create(&tmp).map_err(Error::io(&tmp))?;
@@ -128,7 +142,12 @@ fn write_table(options: &GenerateOptions, table: &'static Table, stream: u64, ba
     drop(out);
     std::fs::rename(&tmp, &path).map_err(Error::io(&path))?;
     let bytes = std::fs::metadata(&path).map_err(Error::io(&path))?.len();
-    Ok(GeneratedFile { table: table.name.to_string(), path, rows: written, bytes })
+    Ok(GeneratedFile {
+        table: table.name.to_string(),
+        path,
+        rows: written,
+        bytes,
+    })
 }
 
 /// The kinds of dirt, with their weights out of 100.
@@ -208,11 +227,25 @@ impl<'a> RowWriter<'a> {
             }
             Dirt::Whitespace => self.whitespace(&mut fields),
             Dirt::BadNumber => {
-                let numeric = self.table.columns.iter().position(|c| matches!(c.kind, crate::schema::Kind::Float) && c.required);
+                let numeric = self
+                    .table
+                    .columns
+                    .iter()
+                    .position(|c| matches!(c.kind, crate::schema::Kind::Float) && c.required);
                 let target = numeric.unwrap_or(event);
-                fields[target] = if numeric.is_some() { b"12.5.0".to_vec() } else { b"2024-13-45".to_vec() };
+                fields[target] = if numeric.is_some() {
+                    b"12.5.0".to_vec()
+                } else {
+                    b"2024-13-45".to_vec()
+                };
             }
-            Dirt::BadDate => fields[event] = if self.random.chance(0.5) { b"2024-02-30".to_vec() } else { b"31.12.2024".to_vec() },
+            Dirt::BadDate => {
+                fields[event] = if self.random.chance(0.5) {
+                    b"2024-02-30".to_vec()
+                } else {
+                    b"31.12.2024".to_vec()
+                }
+            }
             Dirt::MissingId => fields[id].clear(),
             Dirt::BrokenQuote => fields[1].insert(0, b'"'),
             Dirt::WrongFieldCount => {
@@ -243,8 +276,14 @@ impl<'a> RowWriter<'a> {
                 return;
             }
         }
-        let upper: Vec<usize> = (0..self.table.columns.len()).filter(|&i| self.table.columns[i].normalise == Normalise::Upper).collect();
-        let target = if upper.is_empty() { 1 } else { upper[self.random.below(upper.len() as u64) as usize] };
+        let upper: Vec<usize> = (0..self.table.columns.len())
+            .filter(|&i| self.table.columns[i].normalise == Normalise::Upper)
+            .collect();
+        let target = if upper.is_empty() {
+            1
+        } else {
+            upper[self.random.below(upper.len() as u64) as usize]
+        };
         let mixed: Vec<u8> = fields[target]
             .iter()
             .enumerate()
@@ -317,10 +356,18 @@ impl<'a> RowWriter<'a> {
         self.id("CLIENT_", i, 6);
         self.sep();
         let female = self.random.chance(0.5);
-        let (first, first_latin) = if female { self.random.pick(words::FEMALE_FIRST) } else { self.random.pick(words::MALE_FIRST) };
+        let (first, first_latin) = if female {
+            self.random.pick(words::FEMALE_FIRST)
+        } else {
+            self.random.pick(words::MALE_FIRST)
+        };
         let (male_surname, female_surname, surname_latin) = self.random.pick(words::SURNAMES);
         let (male_patronymic, female_patronymic) = self.random.pick(words::PATRONYMICS);
-        let (surname, patronymic) = if female { (female_surname, female_patronymic) } else { (male_surname, male_patronymic) };
+        let (surname, patronymic) = if female {
+            (female_surname, female_patronymic)
+        } else {
+            (male_surname, male_patronymic)
+        };
         let name = format!("{surname} {first} {patronymic}");
         self.text(&name);
         self.sep();
@@ -378,7 +425,13 @@ impl<'a> RowWriter<'a> {
         self.sep();
         self.recent_timestamp(182);
         self.sep();
-        let ip = format!("{}.{}.{}.{}", 1 + self.random.below(223), self.random.below(256), self.random.below(256), 1 + self.random.below(254));
+        let ip = format!(
+            "{}.{}.{}.{}",
+            1 + self.random.below(223),
+            self.random.below(256),
+            self.random.below(256),
+            1 + self.random.below(254)
+        );
         self.text(&ip);
         self.sep();
         self.pick(&["Desktop", "Mobile", "Tablet"]);
@@ -514,7 +567,13 @@ mod tests {
     }
 
     fn options(dir: &Path, dirty: f64) -> GenerateOptions {
-        GenerateOptions { clients: 500, seed: 7, dirty, anchor: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(), out: dir.to_path_buf() }
+        GenerateOptions {
+            clients: 500,
+            seed: 7,
+            dirty,
+            anchor: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
+            out: dir.to_path_buf(),
+        }
     }
 
     #[test]

@@ -9,7 +9,9 @@ pub struct Random {
 impl Random {
     /// Stream `stream` of seed `seed`.
     pub fn new(seed: u64, stream: u64) -> Self {
-        let mut r = Random { state: seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) };
+        let mut r = Random {
+            state: seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17),
+        };
         r.next_u64();
         r
     }

@@ -45,12 +45,20 @@ fn arrow_type(pg: PgType) -> DataType {
 /// Appends every row of `batch` (its columns in `columns` order) plus `processing_date`
 /// (Arrow days) as binary COPY tuples. Errors name the column and the value that cannot be
 /// represented.
-pub fn encode_batch(columns: &[PgColumn], batch: &RecordBatch, processing_date: i32, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn encode_batch(
+    columns: &[PgColumn],
+    batch: &RecordBatch,
+    processing_date: i32,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     let arrays: Vec<ArrayRef> = columns
         .iter()
         .map(|c| {
-            let array = batch.column_by_name(&c.name).ok_or_else(|| format!("the source has no column {}", c.name))?;
-            cast(array, &arrow_type(c.pg_type)).map_err(|e| format!("column {} cannot be read as {}: {e}", c.name, c.pg_type.sql()))
+            let array = batch
+                .column_by_name(&c.name)
+                .ok_or_else(|| format!("the source has no column {}", c.name))?;
+            cast(array, &arrow_type(c.pg_type))
+                .map_err(|e| format!("column {} cannot be read as {}: {e}", c.name, c.pg_type.sql()))
         })
         .collect::<Result<_, _>>()?;
     let fields = (columns.len() + 1) as i16;
@@ -73,7 +81,8 @@ fn encode_field(column: &PgColumn, array: &Arc<dyn Array>, row: usize, out: &mut
     match column.pg_type {
         PgType::Text => {
             let text = array.as_string::<i32>().value(row);
-            let len = i32::try_from(text.len()).map_err(|_| format!("{}: a text of {} bytes is too long", column.name, text.len()))?;
+            let len = i32::try_from(text.len())
+                .map_err(|_| format!("{}: a text of {} bytes is too long", column.name, text.len()))?;
             out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(text.as_bytes());
         }
@@ -86,11 +95,18 @@ fn encode_field(column: &PgColumn, array: &Arc<dyn Array>, row: usize, out: &mut
         PgType::Float8 => put(out, &array.as_primitive::<Float64Type>().value(row).to_be_bytes()),
         PgType::Numeric { scale } => {
             let v = array.as_primitive::<Float64Type>().value(row);
-            let bytes = numeric(v, scale).ok_or_else(|| format!("{} = {v} does not fit NUMERIC(18,{scale})", column.name))?;
+            let bytes =
+                numeric(v, scale).ok_or_else(|| format!("{} = {v} does not fit NUMERIC(18,{scale})", column.name))?;
             put(out, &bytes);
         }
-        PgType::Date => put(out, &(array.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS).to_be_bytes()),
-        PgType::Timestamp => put(out, &(array.as_primitive::<TimestampMicrosecondType>().value(row) - PG_EPOCH_MICROS).to_be_bytes()),
+        PgType::Date => put(
+            out,
+            &(array.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS).to_be_bytes(),
+        ),
+        PgType::Timestamp => put(
+            out,
+            &(array.as_primitive::<TimestampMicrosecondType>().value(row) - PG_EPOCH_MICROS).to_be_bytes(),
+        ),
         PgType::Bool => put(out, &[u8::from(array.as_boolean().value(row))]),
     }
     Ok(())
@@ -152,7 +168,10 @@ mod tests {
 
     #[test]
     fn numerics_are_base_10000_with_weight_and_sign() {
-        assert_eq!(digits(&numeric(12345.67, 2).unwrap()), (3, 1, 0, 2, vec![1, 2345, 6700]));
+        assert_eq!(
+            digits(&numeric(12345.67, 2).unwrap()),
+            (3, 1, 0, 2, vec![1, 2345, 6700])
+        );
         assert_eq!(digits(&numeric(-0.05, 2).unwrap()), (1, -1, 0x4000, 2, vec![500]));
         assert_eq!(digits(&numeric(0.0, 2).unwrap()), (0, 0, 0, 2, vec![]));
         assert_eq!(digits(&numeric(100000000.0, 2).unwrap()), (1, 2, 0, 2, vec![1]));

@@ -45,25 +45,46 @@ fn create_table(schema: &str, name: &str, table: &PgTable, greenplum: bool) -> S
     let mut columns: Vec<String> = table
         .columns
         .iter()
-        .map(|c| format!("    {} {}{}", c.name, c.pg_type.sql(), if c.nullable { "" } else { " NOT NULL" }))
+        .map(|c| {
+            format!(
+                "    {} {}{}",
+                c.name,
+                c.pg_type.sql(),
+                if c.nullable { "" } else { " NOT NULL" }
+            )
+        })
         .collect();
     columns.push("    processing_date DATE NOT NULL".into());
     let storage = if greenplum {
-        format!("\nWITH (APPENDOPTIMIZED=TRUE, COMPRESSTYPE=ZSTD, COMPRESSLEVEL=3)\nDISTRIBUTED BY ({})", distribution_key(table))
+        format!(
+            "\nWITH (APPENDOPTIMIZED=TRUE, COMPRESSTYPE=ZSTD, COMPRESSLEVEL=3)\nDISTRIBUTED BY ({})",
+            distribution_key(table)
+        )
     } else {
         String::new()
     };
-    format!("CREATE TABLE IF NOT EXISTS {} (\n{}\n){storage}", qualified(schema, name), columns.join(",\n"))
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (\n{}\n){storage}",
+        qualified(schema, name),
+        columns.join(",\n")
+    )
 }
 
 /// Removes one day of a table (the first half of a day's replacement).
 pub fn delete_day(schema: &str, table: &str, date: &str) -> String {
-    format!("DELETE FROM {} WHERE processing_date = DATE '{date}'", qualified(schema, table))
+    format!(
+        "DELETE FROM {} WHERE processing_date = DATE '{date}'",
+        qualified(schema, table)
+    )
 }
 
 /// The binary COPY of the postgres flavour.
 pub fn copy_in(schema: &str, table: &PgTable) -> String {
-    format!("COPY {} ({}, processing_date) FROM STDIN (FORMAT binary)", qualified(schema, &table.name), table.column_names().join(", "))
+    format!(
+        "COPY {} ({}, processing_date) FROM STDIN (FORMAT binary)",
+        qualified(schema, &table.name),
+        table.column_names().join(", ")
+    )
 }
 
 /// Where PXF finds one day of a table: `<pxf_root>/<zone>/<table>/processing_date=D`.
@@ -73,7 +94,11 @@ pub fn pxf_location(pxf_root: &str, table: &PgTable, date: &str, server: &str) -
         Source::Mart => Zone::Marts,
     };
     let root = pxf_root.trim_matches('/');
-    format!("pxf://{root}/{}/{}/processing_date={date}?PROFILE=hdfs:parquet&SERVER={server}", zone.dir(), table.name)
+    format!(
+        "pxf://{root}/{}/{}/processing_date={date}?PROFILE=hdfs:parquet&SERVER={server}",
+        zone.dir(),
+        table.name
+    )
 }
 
 /// The greenplum flavour's load of one day of a table: the external table over that day's
@@ -97,7 +122,10 @@ pub fn pxf_load(schema: &str, table: &PgTable, date: &str, pxf_root: &str, serve
         .columns
         .iter()
         .map(|c| match c.pg_type {
-            PgType::Timestamp => format!("(to_timestamp({0} / 1000000.0) AT TIME ZONE 'UTC')::TIMESTAMP AS {0}", c.name),
+            PgType::Timestamp => format!(
+                "(to_timestamp({0} / 1000000.0) AT TIME ZONE 'UTC')::TIMESTAMP AS {0}",
+                c.name
+            ),
             PgType::Numeric { scale } => format!("round({0}::NUMERIC, {scale}) AS {0}", c.name),
             _ => c.name.clone(),
         })

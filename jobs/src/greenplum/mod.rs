@@ -54,9 +54,17 @@ impl PublishReport {
         for (table, rows) in &self.tables {
             out.push_str(&format!("{table:<24} {rows:>12}\n"));
         }
-        out.push_str(&format!("{:<24} {:>12}\n", ddl::IN_DATABASE_SEGMENTATION, self.segmented_in_database));
+        out.push_str(&format!(
+            "{:<24} {:>12}\n",
+            ddl::IN_DATABASE_SEGMENTATION,
+            self.segmented_in_database
+        ));
         let secs = self.seconds.max(1e-9);
-        out.push_str(&format!("loaded {} rows in {secs:.2} s ({:.0} rows/s)\n", self.rows(), self.rows() as f64 / secs));
+        out.push_str(&format!(
+            "loaded {} rows in {secs:.2} s ({:.0} rows/s)\n",
+            self.rows(),
+            self.rows() as f64 / secs
+        ));
         out
     }
 }
@@ -74,9 +82,12 @@ fn db_error(config: &GreenplumConfig, doing: impl Into<String>) -> impl FnOnce(s
 /// Opens one connection to the configured target.
 pub async fn connect(config: &GreenplumConfig) -> Result<PgConnection> {
     if !config.enabled() {
-        return Err(Error::Config("greenplum.host is empty; set it (or GPHOST) to publish to Greenplum or PostgreSQL".into()));
+        return Err(Error::Config(
+            "greenplum.host is empty; set it (or GPHOST) to publish to Greenplum or PostgreSQL".into(),
+        ));
     }
-    let ssl = PgSslMode::from_str(&config.sslmode).map_err(|_| Error::Config(format!("greenplum.sslmode = {:?} is not valid", config.sslmode)))?;
+    let ssl = PgSslMode::from_str(&config.sslmode)
+        .map_err(|_| Error::Config(format!("greenplum.sslmode = {:?} is not valid", config.sslmode)))?;
     let options = PgConnectOptions::new_without_pgpass()
         .host(&config.host)
         .port(config.port)
@@ -85,24 +96,38 @@ pub async fn connect(config: &GreenplumConfig) -> Result<PgConnection> {
         .database(&config.database)
         .ssl_mode(ssl)
         .application_name("ebroker");
-    PgConnection::connect_with(&options).await.map_err(db_error(config, "connecting"))
+    PgConnection::connect_with(&options)
+        .await
+        .map_err(db_error(config, "connecting"))
 }
 
 /// The arrow schema of the day's client_segmentation mart (read from its Parquet footer).
 async fn segmentation_schema(warehouse: &Warehouse, date: &str) -> Result<datafusion::arrow::datatypes::SchemaRef> {
     let partition = Warehouse::partition(Zone::Marts, "client_segmentation", date);
-    let file = first_parquet(warehouse, &partition).await?.ok_or_else(|| Error::Input {
-        path: warehouse.url(&partition).to_string(),
-        message: format!("no client_segmentation for {date}; run `ebroker segment --date {date}` first"),
-    })?;
+    let file = first_parquet(warehouse, &partition)
+        .await?
+        .ok_or_else(|| Error::Input {
+            path: warehouse.url(&partition).to_string(),
+            message: format!("no client_segmentation for {date}; run `ebroker segment --date {date}` first"),
+        })?;
     #[allow(deprecated)]
-    let reader = datafusion::parquet::arrow::async_reader::ParquetObjectReader::new(Arc::clone(warehouse.store()), file.clone());
-    let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|source| Error::Parquet { path: file.to_string(), source })?;
+    let reader =
+        datafusion::parquet::arrow::async_reader::ParquetObjectReader::new(Arc::clone(warehouse.store()), file.clone());
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|source| Error::Parquet {
+            path: file.to_string(),
+            source,
+        })?;
     Ok(Arc::clone(builder.schema()))
 }
 
 async fn first_parquet(warehouse: &Warehouse, partition: &str) -> Result<Option<object_store::path::Path>> {
-    Ok(warehouse.list_files(partition).await?.into_iter().find(|p| p.as_ref().ends_with(".parquet")))
+    Ok(warehouse
+        .list_files(partition)
+        .await?
+        .into_iter()
+        .find(|p| p.as_ref().ends_with(".parquet")))
 }
 
 /// The tables published for `date`.
@@ -121,16 +146,30 @@ pub fn pxf_root(config: &GreenplumConfig, warehouse: &Warehouse) -> String {
 
 /// Publishes the cleaned tables and client_segmentation of `date`, then runs the
 /// database's own segmentation — all in one transaction.
-pub async fn publish(config: &GreenplumConfig, warehouse: &Warehouse, sql: &SqlLibrary, date: &str) -> Result<PublishReport> {
+pub async fn publish(
+    config: &GreenplumConfig,
+    warehouse: &Warehouse,
+    sql: &SqlLibrary,
+    date: &str,
+) -> Result<PublishReport> {
     let started = Instant::now();
     check_date(date)?;
     let tables = published_tables(warehouse, date).await?;
     let greenplum = config.flavour == GreenplumFlavour::Greenplum;
     let mut conn = connect(config).await?;
     for statement in ddl::create_statements(&config.schema, &tables, greenplum) {
-        sqlx::raw_sql(audited(&statement)).execute(&mut conn).await.map_err(db_error(config, format!("creating tables ({})", first_line(&statement))))?;
+        sqlx::raw_sql(audited(&statement))
+            .execute(&mut conn)
+            .await
+            .map_err(db_error(
+                config,
+                format!("creating tables ({})", first_line(&statement)),
+            ))?;
     }
-    let mut tx = conn.begin().await.map_err(db_error(config, "starting the load transaction"))?;
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(db_error(config, "starting the load transaction"))?;
     let mut loaded = Vec::new();
     for table in &tables {
         let rows = if greenplum {
@@ -145,21 +184,49 @@ pub async fn publish(config: &GreenplumConfig, warehouse: &Warehouse, sql: &SqlL
         tracing::info!(table = table.name, rows, "loaded");
         loaded.push((table.name.clone(), rows));
     }
-    let segmentation = sql.render("greenplum/segmentation.sql", &[("schema", &config.schema), ("processing_date", date)])?;
-    sqlx::raw_sql(audited(&segmentation)).execute(&mut *tx).await.map_err(db_error(config, "running sql/greenplum/segmentation.sql"))?;
-    tx.commit().await.map_err(db_error(config, format!("committing the load of {date}")))?;
+    let segmentation = sql.render(
+        "greenplum/segmentation.sql",
+        &[("schema", &config.schema), ("processing_date", date)],
+    )?;
+    sqlx::raw_sql(audited(&segmentation))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error(config, "running sql/greenplum/segmentation.sql"))?;
+    tx.commit()
+        .await
+        .map_err(db_error(config, format!("committing the load of {date}")))?;
 
-    for table in tables.iter().map(|t| t.name.as_str()).chain([ddl::IN_DATABASE_SEGMENTATION]) {
-        sqlx::raw_sql(audited(&ddl::analyze(&config.schema, table))).execute(&mut conn).await.map_err(db_error(config, format!("analyzing {table}")))?;
+    for table in tables
+        .iter()
+        .map(|t| t.name.as_str())
+        .chain([ddl::IN_DATABASE_SEGMENTATION])
+    {
+        sqlx::raw_sql(audited(&ddl::analyze(&config.schema, table)))
+            .execute(&mut conn)
+            .await
+            .map_err(db_error(config, format!("analyzing {table}")))?;
     }
-    let count_sql = format!("SELECT count(*) FROM {} WHERE processing_date = DATE '{date}'", ddl::qualified(&config.schema, ddl::IN_DATABASE_SEGMENTATION));
-    let segmented: i64 = sqlx::query(audited(&count_sql)).fetch_one(&mut conn).await.and_then(|r| r.try_get(0)).map_err(db_error(config, "counting the database's segmentation"))?;
-    Ok(PublishReport { processing_date: date.into(), tables: loaded, segmented_in_database: segmented as u64, seconds: started.elapsed().as_secs_f64() })
+    let count_sql = format!(
+        "SELECT count(*) FROM {} WHERE processing_date = DATE '{date}'",
+        ddl::qualified(&config.schema, ddl::IN_DATABASE_SEGMENTATION)
+    );
+    let segmented: i64 = sqlx::query(audited(&count_sql))
+        .fetch_one(&mut conn)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(db_error(config, "counting the database's segmentation"))?;
+    Ok(PublishReport {
+        processing_date: date.into(),
+        tables: loaded,
+        segmented_in_database: segmented as u64,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Dates go into SQL text: only YYYY-MM-DD is accepted.
 fn check_date(date: &str) -> Result<i32> {
-    crate::clean::fields::parse_date(date).ok_or_else(|| Error::Usage(format!("`{date}` is not a date; write it as YYYY-MM-DD")))
+    crate::clean::fields::parse_date(date)
+        .ok_or_else(|| Error::Usage(format!("`{date}` is not a date; write it as YYYY-MM-DD")))
 }
 
 /// Marks generated SQL as reviewed for injection: every statement here is built from the
@@ -173,33 +240,70 @@ fn first_line(statement: &str) -> &str {
     statement.lines().next().unwrap_or(statement)
 }
 
-async fn load_through_pxf(config: &GreenplumConfig, warehouse: &Warehouse, conn: &mut PgConnection, table: &PgTable, date: &str) -> Result<u64> {
+async fn load_through_pxf(
+    config: &GreenplumConfig,
+    warehouse: &Warehouse,
+    conn: &mut PgConnection,
+    table: &PgTable,
+    date: &str,
+) -> Result<u64> {
     let mut rows = 0;
-    for statement in ddl::pxf_load(&config.schema, table, date, &pxf_root(config, warehouse), &config.pxf_server) {
-        rows = sqlx::raw_sql(audited(&statement)).execute(&mut *conn).await.map_err(db_error(config, format!("loading {} through PXF", table.name)))?.rows_affected();
+    for statement in ddl::pxf_load(
+        &config.schema,
+        table,
+        date,
+        &pxf_root(config, warehouse),
+        &config.pxf_server,
+    ) {
+        rows = sqlx::raw_sql(audited(&statement))
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error(config, format!("loading {} through PXF", table.name)))?
+            .rows_affected();
     }
     Ok(rows)
 }
 
 /// Streams one day of a table's Parquet into `COPY ... FROM STDIN (FORMAT binary)`.
-async fn copy_table(config: &GreenplumConfig, warehouse: &Warehouse, conn: &mut PgConnection, table: &PgTable, date: &str) -> Result<u64> {
-    let zone = if table.source == Source::Cleaned { Zone::Cleaned } else { Zone::Marts };
+async fn copy_table(
+    config: &GreenplumConfig,
+    warehouse: &Warehouse,
+    conn: &mut PgConnection,
+    table: &PgTable,
+    date: &str,
+) -> Result<u64> {
+    let zone = if table.source == Source::Cleaned {
+        Zone::Cleaned
+    } else {
+        Zone::Marts
+    };
     let mut batches = crate::marts::read_partition(warehouse, zone, &table.name, date).await?;
     let processing_date = check_date(date)?;
-    let mut copy = conn.copy_in_raw(&ddl::copy_in(&config.schema, table)).await.map_err(db_error(config, format!("starting COPY into {}", table.name)))?;
+    let mut copy = conn
+        .copy_in_raw(&ddl::copy_in(&config.schema, table))
+        .await
+        .map_err(db_error(config, format!("starting COPY into {}", table.name)))?;
     let mut buffer = Vec::with_capacity(COPY_CHUNK_BYTES + (64 << 10));
     copy::header(&mut buffer);
     while let Some(batch) = batches.try_next().await? {
-        copy::encode_batch(&table.columns, &batch, processing_date, &mut buffer)
-            .map_err(|message| Error::Input { path: format!("{}/{}/processing_date={date}", zone.dir(), table.name), message })?;
+        copy::encode_batch(&table.columns, &batch, processing_date, &mut buffer).map_err(|message| Error::Input {
+            path: format!("{}/{}/processing_date={date}", zone.dir(), table.name),
+            message,
+        })?;
         if buffer.len() >= COPY_CHUNK_BYTES {
-            copy.send(std::mem::take(&mut buffer)).await.map_err(db_error(config, format!("sending COPY data to {}", table.name)))?;
+            copy.send(std::mem::take(&mut buffer))
+                .await
+                .map_err(db_error(config, format!("sending COPY data to {}", table.name)))?;
             buffer.reserve(COPY_CHUNK_BYTES + (64 << 10));
         }
     }
     copy::trailer(&mut buffer);
-    copy.send(buffer).await.map_err(db_error(config, format!("sending COPY data to {}", table.name)))?;
-    copy.finish().await.map_err(db_error(config, format!("finishing COPY into {}", table.name)))
+    copy.send(buffer)
+        .await
+        .map_err(db_error(config, format!("sending COPY data to {}", table.name)))?;
+    copy.finish()
+        .await
+        .map_err(db_error(config, format!("finishing COPY into {}", table.name)))
 }
 
 /// One client whose segmentation differs between the mart and the database.
@@ -214,14 +318,32 @@ pub struct Difference {
 pub async fn verify(config: &GreenplumConfig, sql: &SqlLibrary, date: &str) -> Result<(u64, Vec<Difference>)> {
     check_date(date)?;
     let mut conn = connect(config).await?;
-    let query = sql.render("greenplum/verify.sql", &[("schema", &config.schema), ("processing_date", date)])?;
-    let rows = sqlx::query(audited(&query)).fetch_all(&mut conn).await.map_err(db_error(config, "running sql/greenplum/verify.sql"))?;
+    let query = sql.render(
+        "greenplum/verify.sql",
+        &[("schema", &config.schema), ("processing_date", date)],
+    )?;
+    let rows = sqlx::query(audited(&query))
+        .fetch_all(&mut conn)
+        .await
+        .map_err(db_error(config, "running sql/greenplum/verify.sql"))?;
     let differences = rows
         .iter()
-        .map(|r| Ok(Difference { client_id: r.try_get(0)?, difference: r.try_get(1)? }))
+        .map(|r| {
+            Ok(Difference {
+                client_id: r.try_get(0)?,
+                difference: r.try_get(1)?,
+            })
+        })
         .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
         .map_err(db_error(config, "reading the differences"))?;
-    let count_sql = format!("SELECT count(*) FROM {} WHERE processing_date = DATE '{date}'", ddl::qualified(&config.schema, "client_segmentation"));
-    let compared: i64 = sqlx::query(audited(&count_sql)).fetch_one(&mut conn).await.and_then(|r| r.try_get(0)).map_err(db_error(config, "counting client_segmentation"))?;
+    let count_sql = format!(
+        "SELECT count(*) FROM {} WHERE processing_date = DATE '{date}'",
+        ddl::qualified(&config.schema, "client_segmentation")
+    );
+    let compared: i64 = sqlx::query(audited(&count_sql))
+        .fetch_one(&mut conn)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(db_error(config, "counting client_segmentation"))?;
     Ok((compared as u64, differences))
 }

@@ -14,7 +14,9 @@ pub enum PgType {
     Int8,
     Float8,
     /// NUMERIC(18, scale): money, rounded to cents by the jobs.
-    Numeric { scale: u8 },
+    Numeric {
+        scale: u8,
+    },
     Date,
     Timestamp,
     Bool,
@@ -75,7 +77,13 @@ impl PgTable {
 const INT4_COLUMNS: [&str; 3] = ["duration_minutes", "page_views", "quantity"];
 
 /// Money columns of client_segmentation: rounded to cents, published as NUMERIC(18,2).
-const MONEY_COLUMNS: [&str; 5] = ["total_transaction_amount", "avg_transaction_amount", "max_transaction_amount", "total_payment_amount", "portfolio_value"];
+const MONEY_COLUMNS: [&str; 5] = [
+    "total_transaction_amount",
+    "avg_transaction_amount",
+    "max_transaction_amount",
+    "total_payment_amount",
+    "portfolio_value",
+];
 
 /// Maps an Arrow schema to PostgreSQL columns.
 pub fn pg_columns(schema: &SchemaRef) -> Vec<PgColumn> {
@@ -95,7 +103,11 @@ pub fn pg_columns(schema: &SchemaRef) -> Vec<PgColumn> {
                 DataType::Boolean => PgType::Bool,
                 _ => PgType::Text,
             };
-            PgColumn { name: name.to_string(), pg_type, nullable: f.is_nullable() }
+            PgColumn {
+                name: name.to_string(),
+                pg_type,
+                nullable: f.is_nullable(),
+            }
         })
         .collect()
 }

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{ArrayBuilder, BinaryBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+use datafusion::arrow::array::{
+    ArrayBuilder, BinaryBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
@@ -100,7 +102,12 @@ impl IngestManifest {
     pub fn render(&self) -> String {
         let mut out = format!("{:<32} {:>10} {:>10}\n", "topic", "partitions", "records");
         for t in &self.topics {
-            out.push_str(&format!("{:<32} {:>10} {:>10}\n", t.topic, t.partitions.len(), t.records));
+            out.push_str(&format!(
+                "{:<32} {:>10} {:>10}\n",
+                t.topic,
+                t.partitions.len(),
+                t.records
+            ));
         }
         out
     }
@@ -122,22 +129,46 @@ pub async fn ingest(config: &KafkaConfig, warehouse: &Warehouse, date: &str, for
     let manifest_file = Warehouse::run_file(date, MANIFEST);
     let existing: Option<IngestManifest> = warehouse.read_json(&manifest_file).await?;
     if let (Some(done), false) = (&existing, force) {
-        tracing::info!(date, records = done.records(), "already ingested; committing its offsets again and reading nothing (--force re-reads it)");
+        tracing::info!(
+            date,
+            records = done.records(),
+            "already ingested; committing its offsets again and reading nothing (--force re-reads it)"
+        );
         commit_offsets(config, &consumer, done).await?;
-        return Ok(IngestOutcome { manifest: done.clone(), ingested: false, seconds: started.elapsed().as_secs_f64() });
+        return Ok(IngestOutcome {
+            manifest: done.clone(),
+            ingested: false,
+            seconds: started.elapsed().as_secs_f64(),
+        });
     }
     let plan = match existing {
         Some(done) => done
             .topics
             .iter()
-            .map(|t| (t.table.clone(), t.topic.clone(), t.partitions.iter().map(|r| PartitionRange { records: 0, ..r.clone() }).collect()))
+            .map(|t| {
+                (
+                    t.table.clone(),
+                    t.topic.clone(),
+                    t.partitions
+                        .iter()
+                        .map(|r| PartitionRange {
+                            records: 0,
+                            ..r.clone()
+                        })
+                        .collect(),
+                )
+            })
             .collect(),
         None => plan_ranges(config, warehouse, &consumer, date).await?,
     };
 
     let staging_root = format!("_staging/{STAGE}/{date}/");
     warehouse.remove_all(&staging_root).await?;
-    let total: u64 = plan.iter().flat_map(|(_, _, ranges)| ranges.iter()).map(|r| (r.end - r.start) as u64).sum();
+    let total: u64 = plan
+        .iter()
+        .flat_map(|(_, _, ranges)| ranges.iter())
+        .map(|r| (r.end - r.start) as u64)
+        .sum();
     let bar = crate::progress::bar(total, "ingest", "messages");
     let dumps = plan.into_iter().map(|(table, topic, ranges)| {
         let (config, warehouse, date, bar) = (config.clone(), warehouse.clone(), date.to_string(), bar.clone());
@@ -149,19 +180,32 @@ pub async fn ingest(config: &KafkaConfig, warehouse: &Warehouse, date: &str, for
     let finished: Vec<_> = futures::stream::iter(dumps).buffered(at_once).collect().await;
     let mut topics = Vec::new();
     for handle in finished {
-        topics.push(handle.map_err(|e| Error::Stage { stage: STAGE.into(), message: format!("a topic dump panicked: {e}") })??);
+        topics.push(handle.map_err(|e| Error::Stage {
+            stage: STAGE.into(),
+            message: format!("a topic dump panicked: {e}"),
+        })??);
     }
     bar.finish_and_clear();
 
     for topic in &topics {
         let staged = Warehouse::staging(STAGE, date, Zone::Raw.dir(), &topic.table);
-        warehouse.commit(&staged, &Warehouse::partition(Zone::Raw, &topic.table, date)).await?;
+        warehouse
+            .commit(&staged, &Warehouse::partition(Zone::Raw, &topic.table, date))
+            .await?;
     }
-    let manifest = IngestManifest { processing_date: date.to_string(), group_id: config.group_id.clone(), topics };
+    let manifest = IngestManifest {
+        processing_date: date.to_string(),
+        group_id: config.group_id.clone(),
+        topics,
+    };
     warehouse.write_json(&manifest_file, &manifest).await?;
     warehouse.remove_all(&staging_root).await?;
     commit_offsets(config, &consumer, &manifest).await?;
-    Ok(IngestOutcome { manifest, ingested: true, seconds: started.elapsed().as_secs_f64() })
+    Ok(IngestOutcome {
+        manifest,
+        ingested: true,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// A consumer of the group, used for watermarks and committed offsets (never subscribed,
@@ -189,15 +233,23 @@ async fn plan_ranges(config: &KafkaConfig, warehouse: &Warehouse, consumer: &Bas
         for &p in &partitions {
             list.add_partition(&topic, p);
         }
-        let committed = consumer.committed_offsets(list, timeout).map_err(kafka_error(config, format!("reading committed offsets of {topic}")))?;
+        let committed = consumer
+            .committed_offsets(list, timeout)
+            .map_err(kafka_error(config, format!("reading committed offsets of {topic}")))?;
         let mut ranges = Vec::new();
         for &p in &partitions {
-            let (low, high) = consumer.fetch_watermarks(&topic, p, timeout).map_err(kafka_error(config, format!("reading watermarks of {topic} [{p}]")))?;
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, p, timeout)
+                .map_err(kafka_error(config, format!("reading watermarks of {topic} [{p}]")))?;
             let committed = match committed.find_partition(&topic, p).map(|e| e.offset()) {
                 Some(Offset::Offset(n)) => n,
                 _ => low,
             };
-            let recorded = previous.as_ref().and_then(|m| m.topic(table.name)).and_then(|t| t.partitions.iter().find(|r| r.partition == p)).map_or(low, |r| r.end);
+            let recorded = previous
+                .as_ref()
+                .and_then(|m| m.topic(table.name))
+                .and_then(|t| t.partitions.iter().find(|r| r.partition == p))
+                .map_or(low, |r| r.end);
             let start = committed.max(recorded).max(low);
             if start > high {
                 return Err(Error::Stage {
@@ -205,7 +257,12 @@ async fn plan_ranges(config: &KafkaConfig, warehouse: &Warehouse, consumer: &Bas
                     message: format!("{topic} [{p}] ends at offset {high} but group {} is at {start}: was the topic recreated? reset the group's offsets or use a new kafka.group_id", config.group_id),
                 });
             }
-            ranges.push(PartitionRange { partition: p, start, end: high, records: 0 });
+            ranges.push(PartitionRange {
+                partition: p,
+                start,
+                end: high,
+                records: 0,
+            });
         }
         plan.push((table.name.to_string(), topic, ranges));
     }
@@ -214,8 +271,15 @@ async fn plan_ranges(config: &KafkaConfig, warehouse: &Warehouse, consumer: &Bas
 
 fn topic_partitions(config: &KafkaConfig, consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>> {
     let timeout = Duration::from_millis(config.request_timeout_ms);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(kafka_error(config, format!("reading metadata of {topic}")))?;
-    let partitions: Vec<i32> = metadata.topics().iter().filter(|t| t.name() == topic && t.error().is_none()).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(kafka_error(config, format!("reading metadata of {topic}")))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
     if partitions.is_empty() {
         return Err(Error::Input {
             path: format!("kafka://{}/{topic}", config.brokers),
@@ -232,7 +296,12 @@ async fn latest_manifest_before(warehouse: &Warehouse, date: &str) -> Result<Opt
         .list_files("_runs/")
         .await?
         .iter()
-        .filter_map(|p| p.as_ref().strip_suffix(&suffix).and_then(|d| d.rsplit('/').next()).map(str::to_string))
+        .filter_map(|p| {
+            p.as_ref()
+                .strip_suffix(&suffix)
+                .and_then(|d| d.rsplit('/').next())
+                .map(str::to_string)
+        })
         .filter(|d| d.as_str() < date)
         .collect();
     dates.sort();
@@ -254,13 +323,30 @@ async fn commit_offsets(config: &KafkaConfig, consumer: &BaseConsumer, manifest:
     if list.count() == 0 {
         return Ok(());
     }
-    consumer.commit(&list, CommitMode::Sync).map_err(kafka_error(config, format!("committing offsets of group {}", config.group_id)))
+    consumer.commit(&list, CommitMode::Sync).map_err(kafka_error(
+        config,
+        format!("committing offsets of group {}", config.group_id),
+    ))
 }
 
 /// Reads one topic's ranges into `_staging/ingest/D/raw/<table>/part-0.parquet`.
-async fn dump_topic(config: &KafkaConfig, warehouse: &Warehouse, date: &str, table: String, topic: String, ranges: Vec<PartitionRange>, bar: ProgressBar) -> Result<TopicManifest> {
-    let file = format!("{}part-0.parquet", Warehouse::staging(STAGE, date, Zone::Raw.dir(), &table));
-    let parquet_error = |source| Error::Parquet { path: file.clone(), source };
+async fn dump_topic(
+    config: &KafkaConfig,
+    warehouse: &Warehouse,
+    date: &str,
+    table: String,
+    topic: String,
+    ranges: Vec<PartitionRange>,
+    bar: ProgressBar,
+) -> Result<TopicManifest> {
+    let file = format!(
+        "{}part-0.parquet",
+        Warehouse::staging(STAGE, date, Zone::Raw.dir(), &table)
+    );
+    let parquet_error = |source| Error::Parquet {
+        path: file.clone(),
+        source,
+    };
     // Seven topics are dumped at once and a writer buffers a whole row group: keep them small.
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("zstd level 3 is valid")))
@@ -271,24 +357,41 @@ async fn dump_topic(config: &KafkaConfig, warehouse: &Warehouse, date: &str, tab
 
     let (tx, mut rx) = mpsc::channel::<RecordBatch>(4);
     let (consume_config, consume_topic, consume_ranges) = (config.clone(), topic.clone(), ranges.clone());
-    let consume = tokio::task::spawn_blocking(move || consume_ranges_into(&consume_config, &consume_topic, consume_ranges, &tx, &bar));
+    let consume = tokio::task::spawn_blocking(move || {
+        consume_ranges_into(&consume_config, &consume_topic, consume_ranges, &tx, &bar)
+    });
     while let Some(batch) = rx.recv().await {
         writer.write(&batch).await.map_err(parquet_error)?;
     }
-    let ranges = consume.await.map_err(|e| Error::Stage { stage: STAGE.into(), message: format!("consumer of {topic} panicked: {e}") })??;
+    let ranges = consume.await.map_err(|e| Error::Stage {
+        stage: STAGE.into(),
+        message: format!("consumer of {topic} panicked: {e}"),
+    })??;
     writer.close().await.map_err(parquet_error)?;
     let records = ranges.iter().map(|r| r.records).sum();
     tracing::info!(topic, records, "dumped");
-    Ok(TopicManifest { table, topic, records, partitions: ranges })
+    Ok(TopicManifest {
+        table,
+        topic,
+        records,
+        partitions: ranges,
+    })
 }
 
 /// Consumes `[start, end)` of every partition of `topic`, sending batches of raw rows.
-fn consume_ranges_into(config: &KafkaConfig, topic: &str, mut ranges: Vec<PartitionRange>, tx: &mpsc::Sender<RecordBatch>, bar: &ProgressBar) -> Result<Vec<PartitionRange>> {
+fn consume_ranges_into(
+    config: &KafkaConfig,
+    topic: &str,
+    mut ranges: Vec<PartitionRange>,
+    tx: &mpsc::Sender<RecordBatch>,
+    bar: &ProgressBar,
+) -> Result<Vec<PartitionRange>> {
     let mut list = TopicPartitionList::new();
     let mut pending: BTreeMap<i32, usize> = BTreeMap::new();
     for (i, r) in ranges.iter().enumerate() {
         if r.start < r.end {
-            list.add_partition_offset(topic, r.partition, Offset::Offset(r.start)).map_err(kafka_error(config, format!("assigning {topic}")))?;
+            list.add_partition_offset(topic, r.partition, Offset::Offset(r.start))
+                .map_err(kafka_error(config, format!("assigning {topic}")))?;
             pending.insert(r.partition, i);
         }
     }
@@ -307,7 +410,9 @@ fn consume_ranges_into(config: &KafkaConfig, topic: &str, mut ranges: Vec<Partit
         .set("queued.min.messages", "20000")
         .create_with_context(EofQuietContext)
         .map_err(kafka_error(config, "creating a consumer"))?;
-    consumer.assign(&list).map_err(kafka_error(config, format!("assigning {topic}")))?;
+    consumer
+        .assign(&list)
+        .map_err(kafka_error(config, format!("assigning {topic}")))?;
 
     let stall_limit = Duration::from_millis(config.request_timeout_ms);
     let mut last_progress = Instant::now();
@@ -317,7 +422,11 @@ fn consume_ranges_into(config: &KafkaConfig, topic: &str, mut ranges: Vec<Partit
             if last_progress.elapsed() > stall_limit {
                 return Err(Error::Stage {
                     stage: STAGE.into(),
-                    message: format!("no records from {topic} partitions {:?} for {stall_limit:?}; is the broker {} up?", pending.keys().collect::<Vec<_>>(), config.brokers),
+                    message: format!(
+                        "no records from {topic} partitions {:?} for {stall_limit:?}; is the broker {} up?",
+                        pending.keys().collect::<Vec<_>>(),
+                        config.brokers
+                    ),
                 });
             }
             continue;
@@ -338,18 +447,30 @@ fn consume_ranges_into(config: &KafkaConfig, topic: &str, mut ranges: Vec<Partit
             pending.remove(&p);
             continue;
         }
-        rows.push(p, message.offset(), message.timestamp().to_millis(), message.key(), message.payload());
+        rows.push(
+            p,
+            message.offset(),
+            message.timestamp().to_millis(),
+            message.key(),
+            message.payload(),
+        );
         range.records += 1;
         bar.inc(1);
         if message.offset() + 1 >= range.end {
             pending.remove(&p);
         }
         if rows.len() >= BATCH_ROWS && tx.blocking_send(rows.finish()).is_err() {
-            return Err(Error::Stage { stage: STAGE.into(), message: format!("the writer of {topic} stopped") });
+            return Err(Error::Stage {
+                stage: STAGE.into(),
+                message: format!("the writer of {topic} stopped"),
+            });
         }
     }
     if rows.len() > 0 && tx.blocking_send(rows.finish()).is_err() {
-        return Err(Error::Stage { stage: STAGE.into(), message: format!("the writer of {topic} stopped") });
+        return Err(Error::Stage {
+            stage: STAGE.into(),
+            message: format!("the writer of {topic} stopped"),
+        });
     }
     Ok(ranges)
 }

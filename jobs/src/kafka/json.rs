@@ -57,8 +57,12 @@ pub fn decode_record<'a>(table: &Table, value: &'a [u8]) -> Option<Vec<SourceFie
             .map(|column| match object.remove(column.name) {
                 None | Some(Value::Null) => SourceField::Missing,
                 Some(Value::String(s)) => SourceField::Text(Cow::Owned(s)),
-                Some(Value::Number(n)) if matches!(column.kind, Kind::Int | Kind::Float) => SourceField::Text(Cow::Owned(n.to_string())),
-                Some(Value::Bool(b)) if column.kind == Kind::Bool => SourceField::Text(Cow::Borrowed(if b { "true" } else { "false" })),
+                Some(Value::Number(n)) if matches!(column.kind, Kind::Int | Kind::Float) => {
+                    SourceField::Text(Cow::Owned(n.to_string()))
+                }
+                Some(Value::Bool(b)) if column.kind == Kind::Bool => {
+                    SourceField::Text(Cow::Borrowed(if b { "true" } else { "false" }))
+                }
                 Some(_) => SourceField::WrongType,
             })
             .collect(),
@@ -79,14 +83,34 @@ mod tests {
 
     #[test]
     fn typed_values_travel_typed_and_dirt_travels_as_text() {
-        let json = encode(&BANK_TRANSACTIONS, &["TXN_1", "CLIENT_1", "2024-01-02", "12.50", " usd ", "", "ATM"]);
+        let json = encode(
+            &BANK_TRANSACTIONS,
+            &["TXN_1", "CLIENT_1", "2024-01-02", "12.50", " usd ", "", "ATM"],
+        );
         assert_eq!(
             json,
             r#"{"transaction_id":"TXN_1","client_id":"CLIENT_1","transaction_date":"2024-01-02","amount":12.5,"currency":" usd ","transaction_type":null,"channel":"ATM"}"#
         );
-        let dirty = encode(&BANK_TRANSACTIONS, &["TXN_2", "CLIENT_1", "2024-01-02", "12,5x", "RUB", "Debit", "Онлайн \"x\""]);
-        assert!(dirty.contains(r#""amount":"12,5x""#) && dirty.contains(r#""channel":"Онлайн \"x\"""#), "{dirty}");
-        let login = encode(&CLIENT_LOGINS, &["L1", "C1", "2024-01-02 10:00:00", "1.2.3.4", "Mobile", "Chrome", "True"]);
+        let dirty = encode(
+            &BANK_TRANSACTIONS,
+            &[
+                "TXN_2",
+                "CLIENT_1",
+                "2024-01-02",
+                "12,5x",
+                "RUB",
+                "Debit",
+                "Онлайн \"x\"",
+            ],
+        );
+        assert!(
+            dirty.contains(r#""amount":"12,5x""#) && dirty.contains(r#""channel":"Онлайн \"x\"""#),
+            "{dirty}"
+        );
+        let login = encode(
+            &CLIENT_LOGINS,
+            &["L1", "C1", "2024-01-02 10:00:00", "1.2.3.4", "Mobile", "Chrome", "True"],
+        );
         assert!(login.ends_with(r#""success":true}"#), "{login}");
     }
 

@@ -90,7 +90,11 @@ impl ProduceReport {
 
     /// Fails when any record was not delivered, naming how many and the first error.
     pub fn check(&self) -> Result<()> {
-        let failed: u64 = self.topics.iter().map(|t| t.failed + (t.sent - t.delivered - t.failed)).sum();
+        let failed: u64 = self
+            .topics
+            .iter()
+            .map(|t| t.failed + (t.sent - t.delivered - t.failed))
+            .sum();
         if failed == 0 {
             return Ok(());
         }
@@ -107,10 +111,18 @@ impl ProduceReport {
     pub fn render(&self) -> String {
         let mut out = format!("{:<32} {:>10} {:>10} {:>8}\n", "topic", "sent", "delivered", "failed");
         for t in &self.topics {
-            out.push_str(&format!("{:<32} {:>10} {:>10} {:>8}\n", t.topic, t.sent, t.delivered, t.failed));
+            out.push_str(&format!(
+                "{:<32} {:>10} {:>10} {:>8}\n",
+                t.topic, t.sent, t.delivered, t.failed
+            ));
         }
         let secs = self.seconds.max(1e-9);
-        out.push_str(&format!("delivered {} messages in {:.2} s ({:.0} msg/s)\n", self.delivered(), secs, self.delivered() as f64 / secs));
+        out.push_str(&format!(
+            "delivered {} messages in {:.2} s ({:.0} msg/s)\n",
+            self.delivered(),
+            secs,
+            self.delivered() as f64 / secs
+        ));
         out
     }
 }
@@ -121,7 +133,10 @@ pub async fn produce_csv_dir(config: &KafkaConfig, input: &Path) -> Result<Produ
     ensure_topics(config).await?;
     let started = Instant::now();
     let context = DeliveryCounter {
-        topics: files.iter().map(|(t, _)| (topic_name(config, t), TopicCounter::default())).collect(),
+        topics: files
+            .iter()
+            .map(|(t, _)| (topic_name(config, t), TopicCounter::default()))
+            .collect(),
         first_error: Mutex::new(None),
     };
     let producer: Arc<ThreadedProducer<DeliveryCounter>> = Arc::new(
@@ -135,7 +150,10 @@ pub async fn produce_csv_dir(config: &KafkaConfig, input: &Path) -> Result<Produ
             .create_with_context(context)
             .map_err(kafka_error(config, "creating the producer"))?,
     );
-    let total_bytes = files.iter().map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    let total_bytes = files
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
     let bar = crate::progress::bar(total_bytes, "produce", "bytes");
     let senders = files.into_iter().map(|(table, path)| {
         let producer = Arc::clone(&producer);
@@ -146,14 +164,20 @@ pub async fn produce_csv_dir(config: &KafkaConfig, input: &Path) -> Result<Produ
     });
     let mut sent = Vec::new();
     for handle in futures::future::join_all(senders).await {
-        sent.push(handle.map_err(|e| Error::Stage { stage: "produce".into(), message: format!("a sender panicked: {e}") })??);
+        sent.push(handle.map_err(|e| Error::Stage {
+            stage: "produce".into(),
+            message: format!("a sender panicked: {e}"),
+        })??);
     }
     bar.finish_and_clear();
     let flush_producer = Arc::clone(&producer);
     let timeout = Duration::from_millis(config.request_timeout_ms.max(60_000));
     let flushed = tokio::task::spawn_blocking(move || flush_producer.flush(timeout))
         .await
-        .map_err(|e| Error::Stage { stage: "produce".into(), message: format!("flush panicked: {e}") })?;
+        .map_err(|e| Error::Stage {
+            stage: "produce".into(),
+            message: format!("flush panicked: {e}"),
+        })?;
     if let Err(e) = flushed {
         tracing::error!(error = %e, "not every message was acknowledged before the flush timeout");
     }
@@ -172,24 +196,41 @@ pub async fn produce_csv_dir(config: &KafkaConfig, input: &Path) -> Result<Produ
         })
         .collect();
     let first_error = context.first_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    Ok(ProduceReport { topics, seconds: started.elapsed().as_secs_f64(), first_error })
+    Ok(ProduceReport {
+        topics,
+        seconds: started.elapsed().as_secs_f64(),
+        first_error,
+    })
 }
 
 /// Creates the seven topics where they do not exist yet.
 pub async fn ensure_topics(config: &KafkaConfig) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(config)?.create().map_err(kafka_error(config, "creating the admin client"))?;
+    let admin: AdminClient<DefaultClientContext> = client_config(config)?
+        .create()
+        .map_err(kafka_error(config, "creating the admin client"))?;
     let names: Vec<String> = crate::schema::TABLES.iter().map(|t| topic_name(config, t)).collect();
     let topics: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|name| NewTopic::new(name, config.partitions, TopicReplication::Fixed(config.replication_factor)))
+        .map(|name| {
+            NewTopic::new(
+                name,
+                config.partitions,
+                TopicReplication::Fixed(config.replication_factor),
+            )
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_millis(config.request_timeout_ms)));
-    let results = admin.create_topics(&topics, &options).await.map_err(kafka_error(config, "creating topics"))?;
+    let results = admin
+        .create_topics(&topics, &options)
+        .await
+        .map_err(kafka_error(config, "creating topics"))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
-                return Err(kafka_error(config, format!("creating topic {topic}"))(KafkaError::AdminOp(code)));
+                return Err(kafka_error(config, format!("creating topic {topic}"))(
+                    KafkaError::AdminOp(code),
+                ));
             }
         }
     }
@@ -206,7 +247,11 @@ fn send_file(
     bar: &ProgressBar,
 ) -> Result<(&'static Table, String, u64)> {
     let mut value = Vec::with_capacity(512);
-    let id_index = table.columns.iter().position(|c| c.name == table.id).expect("the id is a column");
+    let id_index = table
+        .columns
+        .iter()
+        .position(|c| c.name == table.id)
+        .expect("the id is a column");
     let mut sent = 0u64;
     let mut lines = CsvRecords::open(table, path, bar)?;
     while let Some((_, record)) = lines.next_record()? {
@@ -224,15 +269,23 @@ fn send_file(
                 None
             }
         };
-        send_one(producer, topic, key.as_deref(), &value)
-            .map_err(|source| Error::Kafka { brokers: brokers.to_string(), doing: format!("sending to topic {topic}"), source })?;
+        send_one(producer, topic, key.as_deref(), &value).map_err(|source| Error::Kafka {
+            brokers: brokers.to_string(),
+            doing: format!("sending to topic {topic}"),
+            source,
+        })?;
         sent += 1;
     }
     Ok((table, topic.to_string(), sent))
 }
 
 /// Enqueues one message, waiting while the producer's queue is full.
-fn send_one(producer: &ThreadedProducer<DeliveryCounter>, topic: &str, key: Option<&str>, value: &[u8]) -> std::result::Result<(), KafkaError> {
+fn send_one(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    topic: &str,
+    key: Option<&str>,
+    value: &[u8],
+) -> std::result::Result<(), KafkaError> {
     loop {
         let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(value);
         if let Some(key) = key {
@@ -240,7 +293,9 @@ fn send_one(producer: &ThreadedProducer<DeliveryCounter>, topic: &str, key: Opti
         }
         match producer.send(record) {
             Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => std::thread::sleep(Duration::from_millis(5)),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
             Err((error, _)) => return Err(error),
         }
     }
