@@ -8,8 +8,11 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use ebroker::config::Config;
 use ebroker::engine::Engine;
+use ebroker::runner::RunState;
 use ebroker::sql::SqlLibrary;
-use ebroker::storage::Warehouse;
+use ebroker::stages::StageContext;
+use ebroker::warehouse::Warehouse;
+use ebroker::ProcessingDate;
 
 /// A warehouse in a temporary directory, with the engine and SQL to run jobs against it.
 pub struct TestWarehouse {
@@ -62,7 +65,10 @@ impl TestWarehouse {
                 format!("{:?}", dir.path().join("spill").display().to_string()),
             ),
         ];
-        let overrides: Vec<_> = overrides.into_iter().chain(extra).collect();
+        let sql_override = sql_dir
+            .iter()
+            .map(|d| ("sql.dir".to_string(), format!("{:?}", d.display().to_string())));
+        let overrides: Vec<_> = overrides.into_iter().chain(sql_override).chain(extra).collect();
         let config = Config::load_from(None, &[], &overrides).expect("test configuration loads");
         let engine = Engine::in_process(&config).expect("engine starts");
         // (`on_cluster` replaces this engine with the cluster one.)
@@ -99,6 +105,44 @@ impl Default for TestWarehouse {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The processing date `text` (a test's constant).
+pub fn day(text: &str) -> ProcessingDate {
+    ProcessingDate::parse(text).expect("test dates are valid")
+}
+
+/// What a test asks `ebroker run` to do: the date, the sources (or the generator's settings),
+/// and whether to resume.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub date: chrono::NaiveDate,
+    pub input: Option<PathBuf>,
+    pub clients: u64,
+    pub seed: u64,
+    pub dirty: f64,
+    pub resume: bool,
+}
+
+/// Runs the DAG as `ebroker run` does with these flags, on `engine` (in-process or a cluster).
+pub async fn run(
+    config: &Config,
+    engine: &Engine,
+    _warehouse: &Warehouse,
+    _sql: &SqlLibrary,
+    options: &RunOptions,
+) -> ebroker::Result<RunState> {
+    let mut config = config.clone();
+    config.generate.clients = options.clients;
+    config.generate.seed = options.seed;
+    config.generate.dirty = options.dirty;
+    let date = ProcessingDate::from_date(options.date)?;
+    let mut ctx = StageContext::with_engine(config, engine.clone(), date)?;
+    let run_options = ebroker::runner::RunOptions {
+        input: options.input.clone(),
+        resume: options.resume,
+    };
+    ebroker::runner::run(&mut ctx, &run_options).await
 }
 
 /// Formats batches as rows of strings.
@@ -260,14 +304,14 @@ pub fn ebroker_binary() -> PathBuf {
 
 /// Generates `clients` clients' dirty sources into `dir`.
 pub fn generate_sources(dir: &Path, clients: u64, seed: u64, dirty: f64) -> u64 {
-    let options = ebroker::generate::GenerateOptions {
+    let options = ebroker::stages::generate::GenerateOptions {
         clients,
         seed,
         dirty,
         anchor: chrono::NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
         out: dir.to_path_buf(),
     };
-    ebroker::generate::generate(&options).expect("generate").rows()
+    ebroker::stages::generate::generate(&options).expect("generate").rows()
 }
 
 /// Settings that point `publish greenplum` at the test PostgreSQL (`EBROKER_TEST_POSTGRES`,

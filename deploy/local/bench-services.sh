@@ -12,9 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 CLIENTS="${1:-500000}"
 DATE=2024-06-01
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ebroker/target}"
-cargo build --release -p ebroker -p ebroker-scheduler -p ebroker-executor  # the same set as bench.sh: one feature set, one build
-BIN="$CARGO_TARGET_DIR/release/ebroker"
+source deploy/local/build.sh
+BIN="$BIN_DIR/ebroker"
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/ebroker-bench-services.XXXXXX)}"
 mkdir -p "$WORK"
 # (PostgreSQL's directory sits directly under /tmp: the postgres user must reach it.)

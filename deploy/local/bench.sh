@@ -13,9 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 CLIENTS="${1:-500000}"
 DATE=2024-06-01
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ebroker/target}"
-cargo build --release -p ebroker -p ebroker-scheduler -p ebroker-executor
-BIN="$CARGO_TARGET_DIR/release/ebroker"
+source deploy/local/build.sh
+BIN="$BIN_DIR/ebroker"
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/ebroker-bench.XXXXXX)}"
 mkdir -p "$WORK"
 echo "== $CLIENTS clients in $WORK"
@@ -34,7 +33,7 @@ echo "== an analyst's query over the marts, in-process (issue 8: < 1 s at 500k c
     GROUP BY o.combined_segment, c.city ORDER BY expected_revenue DESC LIMIT 5"
 
 echo "== the same DAG on the local Ballista cluster (scheduler + 2 executors, same 2 cores)"
-export EBROKER_CLUSTER_DIR="$WORK/cluster" EBROKER_BIN_DIR="$CARGO_TARGET_DIR/release"
+export EBROKER_CLUSTER_DIR="$WORK/cluster" EBROKER_BIN_DIR="$BIN_DIR"
 deploy/local/cluster.sh start
 # Stop the cluster before the work directory (its pid files) goes away.
 cleanup() {

@@ -13,10 +13,9 @@
 # `ebroker --cluster df://127.0.0.1:50050 ...`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ebroker/target}"
 DIR="${EBROKER_CLUSTER_DIR:-/tmp/ebroker-cluster}"
 PORT="${EBROKER_SCHEDULER_PORT:-50050}"
-BIN="${EBROKER_BIN_DIR:-$CARGO_TARGET_DIR/debug}"
+BIN="${EBROKER_BIN_DIR:-}"
 
 start_one() { # name, command...
   local name=$1; shift
@@ -35,8 +34,9 @@ executors_registered() {
 
 case "${1:-}" in
   start)
-    if [ ! -x "$BIN/ebroker-scheduler" ] || [ ! -x "$BIN/ebroker-executor" ]; then
-      cargo build -p ebroker-scheduler -p ebroker-executor
+    if [ -z "$BIN" ]; then
+      source deploy/local/build.sh
+      BIN="$BIN_DIR"
     fi
     mkdir -p "$DIR"
     start_one scheduler "$BIN/ebroker-scheduler" --bind-host 127.0.0.1 --bind-port "$PORT" --external-host 127.0.0.1 \

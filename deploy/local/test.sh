@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on this machine and runs all of them.
 #
-# Installs what is missing, starts the services the integration tests use on 127.0.0.1 — a
+# Builds (deploy/local/build.sh), checks the format and that rustc and clippy print no
+# warning, installs what is missing, starts the services the integration tests use on 127.0.0.1 — a
 # Ballista scheduler with two executors, a Kafka-protocol broker (noida-db, from PyPI),
 # PostgreSQL 15 (Greenplum's stand-in, from apt) and ClickHouse 18.16 (from apt) — exports
 # their addresses, runs the whole test suite, and stops the services again.
@@ -11,29 +12,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-# One target directory outside the clone, so CI on this machine reuses earlier builds.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ebroker/target}"
-mkdir -p "$CARGO_TARGET_DIR"
-export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+LOG_DIR="$(mktemp -d /tmp/ebroker-test-build.XXXXXX)"
 
-if ! command -v cargo >/dev/null; then
-  echo "cargo is not installed; install Rust from https://rustup.rs" >&2
+# The release build the README's run command and the benchmarks use (deploy/local/build.sh):
+# one build of the heavy DataFusion/Ballista tree, shared by everything.
+echo "== building ($(date -u +%H:%M:%S))"
+deploy/local/build.sh 2>&1 | tee "$LOG_DIR/build.log"
+export EBROKER_BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/release"
+
+echo "== checking the format (cargo fmt --check)"
+cargo fmt --all --check
+
+echo "== building the tests ($(date -u +%H:%M:%S))"
+FEATURES=(--features ebroker-integration/services)
+cargo test --release "${FEATURES[@]}" --no-run 2>&1 | tee "$LOG_DIR/tests.log"
+
+# The workspace's crates are compiled through clippy (.cargo/config.toml); cargo replays the
+# warnings of crates it did not rebuild, so this sees every rustc and clippy warning.
+if grep -E '^(warning|error)(\[|:)' "$LOG_DIR/build.log" "$LOG_DIR/tests.log"; then
+  echo "rustc or clippy warned (above): fix them; the tree is kept warning-free" >&2
   exit 1
 fi
-
-# One profile for tests, benchmarks and the cluster binaries: the release build the
-# benchmarks use (bench.sh) is the one the tests run, so a machine builds the heavy
-# DataFusion/Ballista tree once, not twice (about 60 min from nothing on 2 cores), and the
-# data tests run at full speed.
-PROFILE=(--release)
-BIN_DIR="$CARGO_TARGET_DIR/release"
-
-echo "== building tests ($(date -u +%H:%M:%S))"
-cargo test "${PROFILE[@]}" --workspace --no-run
-
-echo "== building the cluster binaries"
-cargo build "${PROFILE[@]}" -p ebroker -p ebroker-scheduler -p ebroker-executor
-export EBROKER_BIN_DIR="$BIN_DIR"
 
 echo "== starting services on 127.0.0.1"
 export EBROKER_CLUSTER_DIR="${EBROKER_CLUSTER_DIR:-$(mktemp -d /tmp/ebroker-cluster.XXXXXX)}"
@@ -65,5 +64,5 @@ VENV="${EBROKER_VENV:-$HOME/.cache/ebroker/venv}"
 export EBROKER_TEST_PYTHON="$VENV/bin/python"
 
 echo "== running tests ($(date -u +%H:%M:%S))"
-cargo test "${PROFILE[@]}" --workspace "$@"
+cargo test --release "${FEATURES[@]}" "$@"
 echo "== all tests passed ($(date -u +%H:%M:%S))"

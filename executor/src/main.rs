@@ -13,11 +13,11 @@ use ballista_executor::config::Config as ExecutorArgs;
 use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
 use ballista_executor::health::spawn_health_server;
 use clap::Parser;
-use ebroker::config::Config;
+use ebroker_core::config::Config;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
-    ebroker::resources::limit_allocator_arenas();
+    ebroker_core::resources::limit_allocator_arenas();
     let args = ExecutorArgs::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -42,9 +42,11 @@ async fn serve(args: ExecutorArgs) -> Result<(), String> {
         .with_env_filter(filter)
         .init();
     let for_config = ebroker.clone();
-    config.override_config_producer = Some(Arc::new(move || ebroker::cluster::session_config(&for_config)));
-    config.override_runtime_producer = Some(Arc::new(move |_| ebroker::cluster::node_runtime(&ebroker)));
-    config.override_function_registry = Some(Arc::new(ebroker::cluster::function_registry()));
+    config.override_config_producer = Some(Arc::new(move || {
+        ebroker_core::engine::remote::session_config(&for_config)
+    }));
+    config.override_runtime_producer = Some(Arc::new(move |_| ebroker_core::engine::remote::node_runtime(&ebroker)));
+    config.override_function_registry = Some(Arc::new(ebroker_core::engine::remote::function_registry()));
 
     let (stop_health, health_stopped) = tokio::sync::oneshot::channel();
     let health = spawn_health_server(health_addr, config.health.clone(), health_stopped);

@@ -1,50 +1,24 @@
 //! ebroker: the YARN- and Spark-free jobs of the bank's client-segmentation pipeline, on
-//! Apache DataFusion (in-process) and Ballista (on a cluster).
+//! Apache DataFusion (in-process) and Ballista (on a cluster). The contract is docs/SPEC.md,
+//! the architecture docs/DESIGN.md.
 //!
-//! Module map, in the order data flows (SPEC.md §3):
-//! - [`schema`] — the seven source tables as data.
-//! - [`generate`] — synthetic CSV sources, optionally dirty.
-//! - [`kafka`] — `produce` (CSV -> topics) and `ingest` (topics -> `raw/`, exactly once).
-//! - [`clean`] — strict parsing, quarantine, dedup, enrichment -> `cleaned/`, written in
-//!   client [`buckets`].
-//! - [`segment`], [`offers`], [`analytics`] — the marts (SPEC §5, §6, §8), via [`marts`].
-//! - [`greenplum`] — `publish greenplum` (PXF or binary COPY) and `verify greenplum`.
-//! - [`clickhouse`] — `publish clickhouse` (atomic partition swaps) and `report`.
-//! - [`pipeline`] — the DAG runner behind `ebroker run`.
-//! - [`catalog`], [`shell`], [`flight`] — the warehouse as SQL: `ebroker sql` and `ebroker serve`.
-//! - [`operator`] — `ebroker jobs`: the scheduler's jobs, for cluster operators.
-//! - [`cli`] — the `ebroker` command line.
-//!
-//! Infrastructure: [`cluster`] (Ballista session, runtime and functions), [`config`] (layered settings), [`storage`] (warehouse URLs, object stores,
-//! atomic commits), [`engine`] (the DataFusion session), [`memory`] (its memory pool), [`sql`] (SQL files),
-//! [`functions`] (SQL functions), [`progress`], [`resources`], [`error`].
+//! Layers, each importing only those below it (docs/DESIGN.md, "Layers"):
+//! - [`cli`] — the `ebroker` command line, the SQL shell, the Flight SQL server, the
+//!   operator's client of the scheduler.
+//! - [`runner`] — the DAG behind `ebroker run`: run state, retries, resume.
+//! - [`stages`] — one type per stage behind the `Stage` trait, and the registry; beside them
+//!   [`sinks`] (Greenplum, ClickHouse), each a folder.
+//! - [`sources`] — Kafka: produce and the exactly-once ingest.
+//! - the core crate `ebroker-core` (re-exported here): schema, formats, warehouse, engine,
+//!   SQL files, configuration, errors, [`ProcessingDate`].
 
-pub mod analytics;
-pub mod buckets;
-pub mod catalog;
-pub mod clean;
+pub use ebroker_core::{
+    config, date, engine, error, formats, progress, resources, retry, schema, sql, tables, text, warehouse,
+};
+pub use ebroker_core::{Error, ProcessingDate, Result};
+
 pub mod cli;
-pub mod clickhouse;
-pub mod cluster;
-pub mod config;
-pub mod engine;
-pub mod error;
-pub mod flight;
-pub mod functions;
-pub mod generate;
-pub mod greenplum;
-pub mod kafka;
-pub mod marts;
-pub mod memory;
-pub mod offers;
-pub mod operator;
-pub mod pipeline;
-pub mod progress;
-pub mod resources;
-pub mod schema;
-pub mod segment;
-pub mod shell;
-pub mod sql;
-pub mod storage;
-
-pub use error::{Error, Result};
+pub mod runner;
+pub mod sinks;
+pub mod sources;
+pub mod stages;

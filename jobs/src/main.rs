@@ -1,19 +1,18 @@
 //! The `ebroker` binary: parse arguments, set up logging, run the library, print the whole
 //! error chain and exit with the error's code (2 usage, 3 bad input, 4 reconciliation, 1 other).
 
-use clap::Parser;
-use ebroker::cli::{execute, Cli, LogFormat};
+use ebroker::cli::{execute, parse, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() {
     ebroker::resources::limit_allocator_arenas();
-    let cli = Cli::parse();
-    init_tracing(cli.global.log_format, cli.global.verbose);
+    let (global, invocation) = parse();
+    init_tracing(global.log_format, global.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    if let Err(error) = runtime.block_on(execute(cli)) {
+    if let Err(error) = runtime.block_on(execute(global, invocation)) {
         eprintln!("error: {}", chain(&error));
         std::process::exit(error.exit_code());
     }

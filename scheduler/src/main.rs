@@ -13,7 +13,7 @@ use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::{Config as SchedulerArgs, SchedulerConfig};
 use ballista_scheduler::scheduler_process::start_server;
 use clap::Parser;
-use ebroker::config::Config;
+use ebroker_core::config::Config;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -42,9 +42,11 @@ async fn serve(args: SchedulerArgs) -> Result<(), String> {
     let config: SchedulerConfig = args.try_into().map_err(|e| format!("{e}"))?;
     let for_config = ebroker.clone();
     let config = config
-        .with_override_config_producer(Arc::new(move || ebroker::cluster::session_config(&for_config)))
+        .with_override_config_producer(Arc::new(move || {
+            ebroker_core::engine::remote::session_config(&for_config)
+        }))
         .with_override_session_builder(Arc::new(move |session| {
-            ebroker::cluster::scheduler_session(&ebroker, session)
+            ebroker_core::engine::remote::scheduler_session(&ebroker, session)
         }));
     let cluster = BallistaCluster::new_from_config(&config)
         .await

@@ -3,11 +3,13 @@
 //! the marts computed bucket by bucket equal those of a day in one bucket.
 
 use chrono::NaiveDate;
-use ebroker::buckets::{bucket_count, bucket_of, file_name};
-use ebroker::pipeline::{run, RunOptions, Status};
+use ebroker::runner::Status;
 use ebroker::schema::TABLES;
-use ebroker::storage::{Warehouse, Zone};
+use ebroker::warehouse::buckets::{bucket_count, bucket_of, file_name};
+use ebroker::warehouse::{Warehouse, Zone};
+use ebroker_integration::day;
 use ebroker_integration::TestWarehouse;
+use ebroker_integration::{run, RunOptions};
 
 const DATE: &str = "2024-06-01";
 
@@ -37,7 +39,7 @@ async fn run_on(wh: &TestWarehouse, input: &std::path::Path) {
 async fn cleaned_files(wh: &TestWarehouse, table: &str) -> Vec<String> {
     let files = wh
         .warehouse
-        .list_files(&Warehouse::partition(Zone::Cleaned, table, DATE))
+        .list_files(&Warehouse::partition(Zone::Cleaned, table, day(DATE)))
         .await
         .unwrap();
     files.iter().filter_map(|f| f.filename().map(str::to_string)).collect()
@@ -48,7 +50,7 @@ async fn bucketed_days_give_the_same_marts_as_one_bucket() {
     let one = TestWarehouse::new();
     let many = TestWarehouse::with_settings(vec![("warehouse.clients_per_bucket".into(), "700".into())]);
     let input = one.input_dir("src");
-    ebroker::generate::generate(&ebroker::generate::GenerateOptions {
+    ebroker::stages::generate::generate(&ebroker::stages::generate::GenerateOptions {
         clients: 3000,
         seed: 3,
         dirty: 0.03,
@@ -59,7 +61,7 @@ async fn bucketed_days_give_the_same_marts_as_one_bucket() {
     run_on(&one, &input).await;
     run_on(&many, &input).await;
 
-    let report: ebroker::clean::CleanReport = many
+    let report: ebroker::stages::clean::CleanReport = many
         .warehouse
         .read_json(&format!("_runs/{DATE}/clean.json"))
         .await
@@ -81,7 +83,7 @@ async fn bucketed_days_give_the_same_marts_as_one_bucket() {
         for bucket in 0..buckets {
             let file = many.warehouse.url(&format!(
                 "{}{}",
-                Warehouse::partition(Zone::Cleaned, table.name, DATE),
+                Warehouse::partition(Zone::Cleaned, table.name, day(DATE)),
                 file_name(bucket, buckets)
             ));
             many.engine
@@ -125,7 +127,7 @@ async fn bucketed_days_give_the_same_marts_as_one_bucket() {
     for (mart, key) in marts {
         let mut answers = Vec::new();
         for wh in [&one, &many] {
-            ebroker::marts::register_mart(&wh.engine, &wh.warehouse, mart, DATE)
+            ebroker::tables::partitions::register_mart(&wh.engine, &wh.warehouse, mart, day(DATE))
                 .await
                 .unwrap();
             answers.push(wh.rows(&format!("SELECT * FROM {mart} ORDER BY {key}")).await);

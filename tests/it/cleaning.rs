@@ -1,7 +1,8 @@
-//! Cleaning (SPEC §4) on hand-made rows with known answers: the as-of rate at its edges,
+//! Cleaning (docs/SPEC.md §4) on hand-made rows with known answers: the as-of rate at its edges,
 //! deduplication, quarantine with the raw text, reconciliation, and atomic reruns.
 
-use ebroker::clean::clean_csv_dir;
+use ebroker::stages::clean::clean_csv_dir;
+use ebroker_integration::day;
 use ebroker_integration::{Sources, TestWarehouse};
 
 const DATE: &str = "2024-06-01";
@@ -36,10 +37,10 @@ async fn amount_rub_uses_the_rate_in_force_on_the_transaction_date() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     rate_sources().write(&input);
-    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
         .await
         .unwrap();
-    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE)
+    ebroker::tables::partitions::register_cleaned(&wh.engine, &wh.warehouse, day(DATE))
         .await
         .unwrap();
     let got = wh
@@ -77,10 +78,10 @@ async fn duplicates_keep_the_latest_event_then_the_later_line() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     s.write(&input);
-    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
         .await
         .unwrap();
-    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE)
+    ebroker::tables::partitions::register_cleaned(&wh.engine, &wh.warehouse, day(DATE))
         .await
         .unwrap();
     let got = wh.keyed("SELECT payment_id, amount, status FROM payments").await;
@@ -105,7 +106,7 @@ async fn quarantine_keeps_raw_text_and_reason_and_counts_reconcile() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     s.write(&input);
-    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
         .await
         .unwrap();
     let q = report.table("clients").unwrap();
@@ -127,7 +128,7 @@ async fn quarantine_keeps_raw_text_and_reason_and_counts_reconcile() {
     assert_eq!(rows[1][1], "unparsable registration_date");
     assert_eq!(rows[2][1], "malformed record");
     assert_eq!(rows[3], ["6", "malformed record", "C5,too,few"]);
-    let stored: ebroker::clean::CleanReport = wh
+    let stored: ebroker::stages::clean::CleanReport = wh
         .warehouse
         .read_json(&format!("_runs/{DATE}/clean.json"))
         .await
@@ -141,13 +142,13 @@ async fn a_rerun_replaces_the_day_exactly_once() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     rate_sources().write(&input);
-    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
         .await
         .unwrap();
-    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
         .await
         .unwrap();
-    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE)
+    ebroker::tables::partitions::register_cleaned(&wh.engine, &wh.warehouse, day(DATE))
         .await
         .unwrap();
     assert_eq!(wh.rows("SELECT count(*) FROM bank_transactions").await, [["6"]]);
@@ -159,7 +160,7 @@ async fn a_rerun_replaces_the_day_exactly_once() {
 async fn missing_source_files_are_named() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("empty");
-    let err = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+    let err = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
         .await
         .unwrap_err();
     let text = err.to_string();

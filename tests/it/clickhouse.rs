@@ -7,8 +7,10 @@
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use ebroker::pipeline::{run, RunOptions, Status};
+use ebroker::runner::Status;
+use ebroker_integration::day;
 use ebroker_integration::{clickhouse_settings, repo_root, service, unique_name, TestWarehouse};
+use ebroker_integration::{run, RunOptions};
 
 const DATE: &str = "2024-06-01";
 
@@ -33,7 +35,7 @@ async fn ch_totals(db: &str, table: &str, money: &str, day_column: &str) -> (u64
 
 /// The same over the mart in the warehouse.
 async fn mart_totals(wh: &TestWarehouse, table: &str, money: &str) -> (u64, f64) {
-    ebroker::marts::register_mart(&wh.engine, &wh.warehouse, table, DATE)
+    ebroker::tables::partitions::register_mart(&wh.engine, &wh.warehouse, table, day(DATE))
         .await
         .unwrap();
     let r = wh
@@ -86,6 +88,7 @@ fn same_cells(a: &str, b: &str) -> bool {
     }
 }
 
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_is_exact_idempotent_survives_a_killed_server_and_reports_match() {
     let db = unique_name("mk");
@@ -109,19 +112,19 @@ async fn publish_is_exact_idempotent_survives_a_killed_server_and_reports_match(
     assert_one_copy(&wh, &db).await;
 
     // Twice: still one copy.
-    ebroker::clickhouse::publish(&wh.config.clickhouse, &wh.warehouse, &wh.sql, DATE)
+    ebroker::sinks::clickhouse::publish(&wh.config.clickhouse, &wh.warehouse, &wh.sql, day(DATE))
         .await
         .unwrap();
     assert_one_copy(&wh, &db).await;
 
     // The reports in ClickHouse equal DataFusion's over the marts.
-    let ours = ebroker::analytics::analytics(&wh.engine, &wh.warehouse, &wh.sql, DATE)
+    let ours = ebroker::stages::analytics::analytics(&wh.engine, &wh.warehouse, &wh.sql, day(DATE))
         .await
         .unwrap();
-    let theirs = ebroker::clickhouse::report(&wh.config.clickhouse, &wh.sql, DATE)
+    let theirs = ebroker::sinks::clickhouse::report(&wh.config.clickhouse, &wh.sql, day(DATE))
         .await
         .unwrap();
-    for (title, ch_batches) in &theirs.sections {
+    for (title, ch_batches) in &theirs {
         let Some((_, df_batches)) = ours.sections.iter().find(|(t, _)| t == title) else {
             continue;
         };
@@ -138,7 +141,6 @@ async fn publish_is_exact_idempotent_survives_a_killed_server_and_reports_match(
         }
     }
     assert!(theirs
-        .sections
         .iter()
         .any(|(t, b)| t == "Segment distribution" && b[0].num_rows() >= 6));
 
@@ -148,7 +150,10 @@ async fn publish_is_exact_idempotent_survives_a_killed_server_and_reports_match(
     let mut publish = None;
     for _ in 0..5 {
         let (config, warehouse, sql) = (wh.config.clickhouse.clone(), wh.warehouse.clone(), wh.sql.clone());
-        let running = tokio::spawn(async move { ebroker::clickhouse::publish(&config, &warehouse, &sql, DATE).await });
+        let running =
+            tokio::spawn(
+                async move { ebroker::sinks::clickhouse::publish(&config, &warehouse, &sql, day(DATE)).await },
+            );
         while !running.is_finished() && ch_scalar(&stage_seen).await == "0" {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -168,7 +173,7 @@ async fn publish_is_exact_idempotent_survives_a_killed_server_and_reports_match(
         "{text}"
     );
     start_server();
-    ebroker::clickhouse::publish(&wh.config.clickhouse, &wh.warehouse, &wh.sql, DATE)
+    ebroker::sinks::clickhouse::publish(&wh.config.clickhouse, &wh.warehouse, &wh.sql, day(DATE))
         .await
         .unwrap();
     assert_one_copy(&wh, &db).await;

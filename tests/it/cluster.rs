@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use ebroker::pipeline::{run, RunOptions, Stage, Status};
+use ebroker::runner::Status;
 use ebroker::schema::TABLES;
-use ebroker::storage::{Warehouse, Zone};
+use ebroker::warehouse::{Warehouse, Zone};
+use ebroker_integration::day;
 use ebroker_integration::{repo_root, service, TestWarehouse};
+use ebroker_integration::{run, RunOptions};
 
 /// Cluster tests share one cluster and kill its executors: one at a time.
 static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -32,7 +34,7 @@ fn options(input: PathBuf, resume: bool) -> RunOptions {
 }
 
 fn generate(dir: &std::path::Path, clients: u64) {
-    ebroker::generate::generate(&ebroker::generate::GenerateOptions {
+    ebroker::stages::generate::generate(&ebroker::stages::generate::GenerateOptions {
         clients,
         seed: 3,
         dirty: 0.03,
@@ -60,7 +62,7 @@ fn restart_cluster() {
 }
 
 async fn wait_for_running_job(url: &str) {
-    let api = ebroker::operator::SchedulerApi::new(url.replace("df://", "http://"));
+    let api = ebroker::cli::operator::SchedulerApi::new(url.replace("df://", "http://"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let jobs = api.jobs().await.unwrap();
@@ -90,6 +92,7 @@ async fn table_rows(reader: &TestWarehouse, wh: &Warehouse, relative: &str) -> V
         .await
 }
 
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dag_on_the_cluster_equals_the_in_process_run_row_for_row() {
     let url = service("EBROKER_TEST_CLUSTER");
@@ -135,7 +138,7 @@ async fn the_dag_on_the_cluster_equals_the_in_process_run_row_for_row() {
 
     let mut partitions: Vec<String> = TABLES
         .iter()
-        .map(|t| Warehouse::partition(Zone::Cleaned, t.name, DATE))
+        .map(|t| Warehouse::partition(Zone::Cleaned, t.name, day(DATE)))
         .collect();
     for mart in [
         "client_segmentation",
@@ -143,7 +146,7 @@ async fn the_dag_on_the_cluster_equals_the_in_process_run_row_for_row() {
         "targeted_offers",
         "marketing_analytics_daily",
     ] {
-        partitions.push(Warehouse::partition(Zone::Marts, mart, DATE));
+        partitions.push(Warehouse::partition(Zone::Marts, mart, day(DATE)));
     }
     for relative in partitions {
         let a = table_rows(&local, &local.warehouse, &relative).await;
@@ -164,6 +167,7 @@ async fn the_dag_on_the_cluster_equals_the_in_process_run_row_for_row() {
     );
 }
 
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_executor_costs_nothing_but_time() {
     let url = service("EBROKER_TEST_CLUSTER");
@@ -186,18 +190,18 @@ async fn a_killed_executor_costs_nothing_but_time() {
     let outcome = job.await.unwrap();
     restart_cluster();
     let state = outcome.expect("the run finishes on the remaining executor");
-    let report: ebroker::clean::CleanReport = remote
+    let report: ebroker::stages::clean::CleanReport = remote
         .warehouse
         .read_json(&format!("_runs/{DATE}/clean.json"))
         .await
         .unwrap()
         .unwrap();
     assert!(report.tables.iter().all(|t| t.reconciles()));
-    assert_eq!(state.stage(Stage::Analytics).status, Status::Succeeded);
-    ebroker::marts::register_mart(&remote.engine, &remote.warehouse, "targeted_offers", DATE)
+    assert_eq!(state.stage("analytics").unwrap().status, Status::Succeeded);
+    ebroker::tables::partitions::register_mart(&remote.engine, &remote.warehouse, "targeted_offers", day(DATE))
         .await
         .unwrap();
-    ebroker::marts::register_cleaned(&remote.engine, &remote.warehouse, DATE)
+    ebroker::tables::partitions::register_cleaned(&remote.engine, &remote.warehouse, day(DATE))
         .await
         .unwrap();
     let counts = remote
@@ -206,6 +210,7 @@ async fn a_killed_executor_costs_nothing_but_time() {
     assert_eq!(counts[0][0], counts[0][1], "three offers per clean client");
 }
 
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_every_executor_fails_the_stage_in_bounded_time_and_resume_completes() {
     let url = service("EBROKER_TEST_CLUSTER");
@@ -232,7 +237,7 @@ async fn losing_every_executor_fails_the_stage_in_bounded_time_and_resume_comple
     restart_cluster();
     assert!(elapsed < Duration::from_secs(100), "failed only after {elapsed:?}");
     assert!(err.to_string().contains("--resume"), "{err}");
-    let failed: ebroker::pipeline::RunState = remote
+    let failed: ebroker::runner::RunState = remote
         .warehouse
         .read_json(&format!("_runs/{DATE}/state.json"))
         .await
@@ -247,12 +252,12 @@ async fn losing_every_executor_fails_the_stage_in_bounded_time_and_resume_comple
         assert_eq!(later.status, Status::Pending);
         if let Some(dir) = remote
             .warehouse
-            .local_dir(&format!("marts/{}/processing_date={DATE}", later.stage.name()))
+            .local_dir(&format!("marts/{}/processing_date={DATE}", later.stage))
         {
             assert!(!dir.exists(), "no output published for {:?}", later.stage);
         }
     }
-    if stage.stage == Stage::Clean {
+    if stage.stage == "clean" {
         assert!(
             !remote
                 .warehouse
@@ -273,7 +278,7 @@ async fn losing_every_executor_fails_the_stage_in_bounded_time_and_resume_comple
     .await
     .unwrap();
     assert_eq!(
-        resumed.stage(Stage::Analytics).status,
+        resumed.stage("analytics").unwrap().status,
         Status::Succeeded,
         "{}",
         resumed.render()

@@ -13,10 +13,12 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use ebroker::greenplum::tables::{PgColumn, PgType};
-use ebroker::greenplum::{copy, ddl};
-use ebroker::pipeline::{run, RunOptions, Status};
+use ebroker::runner::Status;
+use ebroker::sinks::greenplum::tables::{PgColumn, PgType};
+use ebroker::sinks::greenplum::{copy, ddl};
+use ebroker_integration::day;
 use ebroker_integration::{postgres_settings, repo_root, unique_name, Sources, TestWarehouse};
+use ebroker_integration::{run, RunOptions};
 use sqlx::Row;
 
 const DATE: &str = "2024-06-01";
@@ -41,6 +43,7 @@ async fn count(conn: &mut sqlx::PgConnection, schema: &str, table: &str) -> i64 
         .get(0)
 }
 
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_clients_load_by_copy_and_the_database_agrees_with_the_mart() {
     let schema = unique_name("gp");
@@ -53,14 +56,14 @@ async fn twenty_thousand_clients_load_by_copy_and_the_database_agrees_with_the_m
         "{}",
         state.render()
     );
-    let report: ebroker::clean::CleanReport = wh
+    let report: ebroker::stages::clean::CleanReport = wh
         .warehouse
         .read_json(&format!("_runs/{DATE}/clean.json"))
         .await
         .unwrap()
         .unwrap();
 
-    let (compared, differences) = ebroker::greenplum::verify(&wh.config.greenplum, &wh.sql, DATE)
+    let (compared, differences) = ebroker::sinks::greenplum::verify(&wh.config.greenplum, &wh.sql, day(DATE))
         .await
         .unwrap();
     assert!(
@@ -71,10 +74,10 @@ async fn twenty_thousand_clients_load_by_copy_and_the_database_agrees_with_the_m
     assert_eq!(compared, clients, "one segmentation row per cleaned client");
 
     // Publish the same day again: still one copy of every table.
-    let again = ebroker::greenplum::publish(&wh.config.greenplum, &wh.warehouse, &wh.sql, DATE)
+    let again = ebroker::sinks::greenplum::publish(&wh.config.greenplum, &wh.warehouse, &wh.sql, day(DATE))
         .await
         .unwrap();
-    let mut conn = ebroker::greenplum::connect(&wh.config.greenplum).await.unwrap();
+    let mut conn = ebroker::sinks::greenplum::connect(&wh.config.greenplum).await.unwrap();
     for q in &report.tables {
         assert_eq!(
             count(&mut conn, &schema, &q.table).await as u64,
@@ -98,11 +101,11 @@ async fn twenty_thousand_clients_load_by_copy_and_the_database_agrees_with_the_m
         "SELECT no_such_column FROM no_such_table",
     )
     .unwrap();
-    let err = ebroker::greenplum::publish(
+    let err = ebroker::sinks::greenplum::publish(
         &wh.config.greenplum,
         &wh.warehouse,
         &ebroker::sql::SqlLibrary::new(Some(broken)),
-        DATE,
+        day(DATE),
     )
     .await
     .unwrap_err();
@@ -117,11 +120,12 @@ async fn twenty_thousand_clients_load_by_copy_and_the_database_agrees_with_the_m
     }
 }
 
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_copy_encoder_round_trips_every_type() {
     let schema = unique_name("gp_copy");
     let wh = TestWarehouse::with_settings(postgres_settings(&schema));
-    let mut conn = ebroker::greenplum::connect(&wh.config.greenplum).await.unwrap();
+    let mut conn = ebroker::sinks::greenplum::connect(&wh.config.greenplum).await.unwrap();
     let columns = vec![
         PgColumn {
             name: "t".into(),
@@ -236,13 +240,16 @@ async fn the_copy_encoder_round_trips_every_type() {
     );
 }
 
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_errors_name_the_server_but_never_the_password() {
     let mut settings = postgres_settings("gp_secret");
     settings.push(("greenplum.port".into(), "1".into()));
     settings.push(("greenplum.password".into(), "\"s3cret-Pa55\"".into()));
     let wh = TestWarehouse::with_settings(settings);
-    let err = ebroker::greenplum::connect(&wh.config.greenplum).await.unwrap_err();
+    let err = ebroker::sinks::greenplum::connect(&wh.config.greenplum)
+        .await
+        .unwrap_err();
     let text = format!("{err:#} {err:?}");
     assert!(text.contains(":1/postgres") && text.contains("connecting"), "{text}");
     assert!(!text.contains("s3cret-Pa55"), "the password leaked: {text}");
@@ -258,13 +265,15 @@ async fn generated_ddl(greenplum: bool) -> String {
     run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options(Some(input), 1))
         .await
         .unwrap();
-    let tables = ebroker::greenplum::published_tables(&wh.warehouse, DATE).await.unwrap();
-    let mut statements = ddl::create_statements("bank", &tables, greenplum);
+    let tables = ebroker::sinks::greenplum::published_tables(&wh.warehouse, day(DATE))
+        .await
+        .unwrap();
+    let mut statements = ddl::create_statements(&wh.sql, "bank", &tables, greenplum).unwrap();
     for table in &tables {
         if greenplum {
-            statements.extend(ddl::pxf_load("bank", table, DATE, "data/bank", "default"));
+            statements.extend(ddl::pxf_load(&wh.sql, "bank", table, day(DATE), "data/bank", "default").unwrap());
         } else {
-            statements.push(ddl::delete_day("bank", &table.name, DATE));
+            statements.push(ddl::delete_day("bank", &table.name, day(DATE)));
             statements.push(ddl::copy_in("bank", table));
         }
     }

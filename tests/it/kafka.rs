@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ebroker::clean::{clean_csv_dir, clean_raw};
-use ebroker::kafka::ingest::{ingest, IngestManifest};
-use ebroker::kafka::produce::{ensure_topics, produce_csv_dir};
 use ebroker::schema::TABLES;
-use ebroker::storage::{Warehouse, Zone};
+use ebroker::sources::kafka::ingest::{ingest, IngestManifest};
+use ebroker::sources::kafka::produce::{ensure_topics, produce_csv_dir};
+use ebroker::stages::clean::{clean_csv_dir, clean_raw};
+use ebroker::warehouse::{Warehouse, Zone};
+use ebroker_integration::day;
 use ebroker_integration::{ebroker_binary, generate_sources, kafka_settings, unique_name, TestWarehouse};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -24,7 +25,7 @@ fn kafka_warehouse(prefix: &str) -> TestWarehouse {
 /// (rows, distinct (partition, offset)) of one raw table of `date`.
 async fn raw_counts(wh: &TestWarehouse, table: &str, date: &str) -> (u64, u64) {
     let name = format!("raw_{table}_{}", date.replace('-', "_"));
-    let url = wh.warehouse.url(&Warehouse::partition(Zone::Raw, table, date));
+    let url = wh.warehouse.url(&Warehouse::partition(Zone::Raw, table, day(date)));
     wh.engine.register_parquet_dir(&name, &url, None).await.unwrap();
     let rows = wh.rows(&format!("SELECT count(*) FROM {name}")).await;
     let distinct = wh
@@ -35,6 +36,7 @@ async fn raw_counts(wh: &TestWarehouse, table: &str, date: &str) -> (u64, u64) {
     (rows[0][0].parse().unwrap(), distinct[0][0].parse().unwrap())
 }
 
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plus_duplicates() {
     let prefix = unique_name("recon");
@@ -44,12 +46,12 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
 
     let produced = produce_csv_dir(&wh.config.kafka, &input).await.unwrap();
     produced.check().unwrap();
-    let outcome = ingest(&wh.config.kafka, &wh.warehouse, DATE, false).await.unwrap();
+    let outcome = ingest(&wh.config.kafka, &wh.warehouse, day(DATE), false).await.unwrap();
     assert!(outcome.ingested);
-    let report = clean_raw(&wh.engine, &wh.warehouse, &wh.sql, DATE).await.unwrap();
+    let report = clean_raw(&wh.engine, &wh.warehouse, &wh.sql, day(DATE)).await.unwrap();
 
     let from_csv = TestWarehouse::new();
-    let csv_report = clean_csv_dir(&from_csv.engine, &from_csv.warehouse, &from_csv.sql, &input, DATE)
+    let csv_report = clean_csv_dir(&from_csv.engine, &from_csv.warehouse, &from_csv.sql, &input, day(DATE))
         .await
         .unwrap();
     for table in TABLES {
@@ -85,10 +87,10 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
         );
     }
 
-    let again = ingest(&wh.config.kafka, &wh.warehouse, DATE, false).await.unwrap();
+    let again = ingest(&wh.config.kafka, &wh.warehouse, day(DATE), false).await.unwrap();
     assert!(!again.ingested, "a finished date is a no-op");
     assert_eq!(again.manifest, outcome.manifest);
-    let forced = ingest(&wh.config.kafka, &wh.warehouse, DATE, true).await.unwrap();
+    let forced = ingest(&wh.config.kafka, &wh.warehouse, day(DATE), true).await.unwrap();
     assert!(forced.ingested);
     assert_eq!(
         forced.manifest, outcome.manifest,
@@ -96,6 +98,7 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
     );
 }
 
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once() {
     let prefix = unique_name("crash");
@@ -137,13 +140,16 @@ async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once(
 
     let manifest: Option<IngestManifest> = wh
         .warehouse
-        .read_json(&Warehouse::run_file(DATE, "ingest.json"))
+        .read_json(&Warehouse::run_file(day(DATE), "ingest.json"))
         .await
         .unwrap();
     assert!(manifest.is_none(), "the kill came before the manifest");
     for table in TABLES {
-        let published =
-            std::path::Path::new(&wh.config.warehouse.root).join(Warehouse::partition(Zone::Raw, table.name, DATE));
+        let published = std::path::Path::new(&wh.config.warehouse.root).join(Warehouse::partition(
+            Zone::Raw,
+            table.name,
+            day(DATE),
+        ));
         assert!(
             !published.exists(),
             "nothing of a killed ingest is where readers look: {}",
@@ -151,7 +157,7 @@ async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once(
         );
     }
 
-    let outcome = ingest(&wh.config.kafka, &wh.warehouse, DATE, false).await.unwrap();
+    let outcome = ingest(&wh.config.kafka, &wh.warehouse, day(DATE), false).await.unwrap();
     for topic in &produced.topics {
         let (raw, distinct) = raw_counts(&wh, &topic.table, DATE).await;
         assert_eq!(
@@ -167,7 +173,9 @@ async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once(
     generate_sources(&more, 500, 7, 0.0);
     let second = produce_csv_dir(&wh.config.kafka, &more).await.unwrap();
     second.check().unwrap();
-    let next = ingest(&wh.config.kafka, &wh.warehouse, NEXT_DATE, false).await.unwrap();
+    let next = ingest(&wh.config.kafka, &wh.warehouse, day(NEXT_DATE), false)
+        .await
+        .unwrap();
     for topic in &second.topics {
         let got = next.manifest.topic(&topic.table).unwrap();
         assert_eq!(got.records, topic.delivered, "{}: only the new records", topic.table);
@@ -183,12 +191,13 @@ async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once(
     }
 }
 
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_quarantined_with_their_reasons() {
     let prefix = unique_name("malformed");
     let wh = kafka_warehouse(&prefix);
     ensure_topics(&wh.config.kafka).await.unwrap();
-    let producer: FutureProducer = ebroker::kafka::client_config(&wh.config.kafka)
+    let producer: FutureProducer = ebroker::sources::kafka::client_config(&wh.config.kafka)
         .unwrap()
         .create()
         .unwrap();
@@ -225,8 +234,8 @@ async fn malformed_messages_are_quarantined_with_their_reasons() {
             .map_err(|(e, _)| e)
             .unwrap();
     }
-    ingest(&wh.config.kafka, &wh.warehouse, DATE, false).await.unwrap();
-    let report = clean_raw(&wh.engine, &wh.warehouse, &wh.sql, DATE).await.unwrap();
+    ingest(&wh.config.kafka, &wh.warehouse, day(DATE), false).await.unwrap();
+    let report = clean_raw(&wh.engine, &wh.warehouse, &wh.sql, day(DATE)).await.unwrap();
     let clients = report.table("clients").unwrap();
     let expected: BTreeMap<String, u64> = [
         ("malformed record", 2),
@@ -242,7 +251,7 @@ async fn malformed_messages_are_quarantined_with_their_reasons() {
 
     let url = wh
         .warehouse
-        .url(&Warehouse::partition(Zone::Quarantine, "clients", DATE));
+        .url(&Warehouse::partition(Zone::Quarantine, "clients", day(DATE)));
     wh.engine.register_parquet_dir("q", &url, None).await.unwrap();
     let kept = wh
         .rows("SELECT record FROM q WHERE reason = 'malformed record' ORDER BY record")
@@ -254,7 +263,7 @@ async fn malformed_messages_are_quarantined_with_their_reasons() {
         sent,
         "the raw value is kept"
     );
-    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, DATE)
+    ebroker::tables::partitions::register_cleaned(&wh.engine, &wh.warehouse, day(DATE))
         .await
         .unwrap();
     assert_eq!(
@@ -263,9 +272,11 @@ async fn malformed_messages_are_quarantined_with_their_reasons() {
     );
 }
 
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_with_kafka_goes_generate_produce_ingest_clean() {
-    use ebroker::pipeline::{run, RunOptions, Stage, Status};
+    use ebroker::runner::Status;
+    use ebroker_integration::{run, RunOptions};
     let prefix = unique_name("dag");
     let wh = kafka_warehouse(&prefix);
     let options = RunOptions {
@@ -288,23 +299,28 @@ async fn run_with_kafka_goes_generate_produce_ingest_clean() {
         state.render()
     );
     for stage in [
-        Stage::Generate,
-        Stage::Produce,
-        Stage::Ingest,
-        Stage::Clean,
-        Stage::Segment,
-        Stage::Offers,
-        Stage::Analytics,
+        "generate",
+        "produce",
+        "ingest",
+        "clean",
+        "segment",
+        "offers",
+        "analytics",
     ] {
-        assert_eq!(state.stage(stage).status, Status::Succeeded, "{}", state.render());
+        assert_eq!(
+            state.stage(stage).unwrap().status,
+            Status::Succeeded,
+            "{}",
+            state.render()
+        );
     }
-    let generated = state.stage(Stage::Generate).rows.unwrap();
+    let generated = state.stage("generate").unwrap().rows.unwrap();
     assert_eq!(
-        state.stage(Stage::Produce).rows,
+        state.stage("produce").unwrap().rows,
         Some(generated),
         "every generated line was delivered"
     );
-    assert_eq!(state.stage(Stage::Ingest).rows, Some(generated), "and ingested");
-    assert_eq!(state.stage(Stage::Clean).rows, Some(generated), "and read by clean");
-    assert!(state.stage(Stage::Offers).rows.unwrap() > 0);
+    assert_eq!(state.stage("ingest").unwrap().rows, Some(generated), "and ingested");
+    assert_eq!(state.stage("clean").unwrap().rows, Some(generated), "and read by clean");
+    assert!(state.stage("offers").unwrap().rows.unwrap() > 0);
 }

@@ -3,9 +3,10 @@
 //! analytics totals equal sums over the marts; and `--resume` after a failure.
 
 use chrono::NaiveDate;
-use ebroker::pipeline::{run, RunOptions, Stage, Status};
+use ebroker::runner::Status;
 use ebroker::schema::TABLES;
-use ebroker_integration::TestWarehouse;
+use ebroker_integration::{day, TestWarehouse};
+use ebroker_integration::{run, RunOptions};
 
 fn options(input: Option<std::path::PathBuf>, clients: u64) -> RunOptions {
     RunOptions {
@@ -32,15 +33,18 @@ async fn twenty_thousand_dirty_clients_reconcile_end_to_end() {
         "{}",
         state.render()
     );
-    for stage in [
-        Stage::Generate,
-        Stage::Clean,
-        Stage::Segment,
-        Stage::Offers,
-        Stage::Analytics,
-    ] {
-        assert_eq!(state.stage(stage).status, Status::Succeeded, "{}", state.render());
-        let peak = state.stage(stage).peak_rss_mib.expect("Linux reports a peak per stage");
+    for stage in ["generate", "clean", "segment", "offers", "analytics"] {
+        assert_eq!(
+            state.stage(stage).unwrap().status,
+            Status::Succeeded,
+            "{}",
+            state.render()
+        );
+        let peak = state
+            .stage(stage)
+            .unwrap()
+            .peak_rss_mib
+            .expect("Linux reports a peak per stage");
         assert!(
             peak > 1.0 && peak < 4096.0,
             "{stage:?} peak {peak} MiB\n{}",
@@ -48,15 +52,15 @@ async fn twenty_thousand_dirty_clients_reconcile_end_to_end() {
         );
     }
     let date = "2024-06-01";
-    let report: ebroker::clean::CleanReport = wh
+    let report: ebroker::stages::clean::CleanReport = wh
         .warehouse
         .read_json(&format!("_runs/{date}/clean.json"))
         .await
         .unwrap()
         .unwrap();
-    let generated = state.stage(Stage::Generate).rows.unwrap();
+    let generated = state.stage("generate").unwrap().rows.unwrap();
     assert_eq!(report.rows_read(), generated, "every generated line is read");
-    ebroker::marts::register_cleaned(&wh.engine, &wh.warehouse, date)
+    ebroker::tables::partitions::register_cleaned(&wh.engine, &wh.warehouse, day(date))
         .await
         .unwrap();
     for table in TABLES {
@@ -82,7 +86,7 @@ async fn twenty_thousand_dirty_clients_reconcile_end_to_end() {
         "targeted_offers",
         "marketing_analytics_daily",
     ] {
-        ebroker::marts::register_mart(&wh.engine, &wh.warehouse, mart, date)
+        ebroker::tables::partitions::register_mart(&wh.engine, &wh.warehouse, mart, day(date))
             .await
             .unwrap();
     }
@@ -132,7 +136,7 @@ async fn resume_runs_only_the_stages_that_did_not_succeed() {
     let dir = tempfile::tempdir().unwrap();
     let wh = TestWarehouse::with_sql_dir(Some(dir.path().to_path_buf()));
     let input = wh.input_dir("src");
-    ebroker::generate::generate(&ebroker::generate::GenerateOptions {
+    ebroker::stages::generate::generate(&ebroker::stages::generate::GenerateOptions {
         clients: 300,
         seed: 5,
         dirty: 0.02,
@@ -150,20 +154,20 @@ async fn resume_runs_only_the_stages_that_did_not_succeed() {
         err.to_string().contains("offers") && err.to_string().contains("--resume"),
         "{err}"
     );
-    let failed: ebroker::pipeline::RunState = wh
+    let failed: ebroker::runner::RunState = wh
         .warehouse
         .read_json("_runs/2024-06-01/state.json")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(failed.stage(Stage::Clean).status, Status::Succeeded);
-    assert_eq!(failed.stage(Stage::Offers).status, Status::Failed);
+    assert_eq!(failed.stage("clean").unwrap().status, Status::Succeeded);
+    assert_eq!(failed.stage("offers").unwrap().status, Status::Failed);
     assert_eq!(
-        failed.stage(Stage::Offers).attempts,
+        failed.stage("offers").unwrap().attempts,
         1,
         "configuration errors are not retried"
     );
-    assert_eq!(failed.stage(Stage::Analytics).status, Status::Pending);
+    assert_eq!(failed.stage("analytics").unwrap().status, Status::Pending);
 
     std::fs::remove_file(dir.path().join("offer_templates.csv")).unwrap();
     opts.resume = true;
@@ -171,15 +175,15 @@ async fn resume_runs_only_the_stages_that_did_not_succeed() {
         .await
         .unwrap();
     assert_eq!(
-        resumed.stage(Stage::Clean).started_at,
-        failed.stage(Stage::Clean).started_at,
+        resumed.stage("clean").unwrap().started_at,
+        failed.stage("clean").unwrap().started_at,
         "clean was not rerun"
     );
     assert_eq!(
-        resumed.stage(Stage::Segment).started_at,
-        failed.stage(Stage::Segment).started_at,
+        resumed.stage("segment").unwrap().started_at,
+        failed.stage("segment").unwrap().started_at,
         "segment was not rerun"
     );
-    assert_eq!(resumed.stage(Stage::Offers).status, Status::Succeeded);
-    assert_eq!(resumed.stage(Stage::Analytics).status, Status::Succeeded);
+    assert_eq!(resumed.stage("offers").unwrap().status, Status::Succeeded);
+    assert_eq!(resumed.stage("analytics").unwrap().status, Status::Succeeded);
 }

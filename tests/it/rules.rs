@@ -1,7 +1,8 @@
-//! Segmentation, combined segments, expected revenue and NBA ranking (SPEC §5, §6) on
+//! Segmentation, combined segments, expected revenue and NBA ranking (docs/SPEC.md §5, §6) on
 //! hand-made clients at every threshold edge, through the real clean -> segment -> offers path.
 
-use ebroker::clean::clean_csv_dir;
+use ebroker::stages::clean::clean_csv_dir;
+use ebroker_integration::day;
 use ebroker_integration::{Sources, TestWarehouse};
 
 const DATE: &str = "2024-06-01";
@@ -9,16 +10,16 @@ const DATE: &str = "2024-06-01";
 async fn run(sources: &Sources, wh: &TestWarehouse) {
     let input = wh.input_dir("input");
     sources.write(&input);
-    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, DATE)
+    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
         .await
         .unwrap();
-    ebroker::segment::segment(&wh.engine, &wh.warehouse, &wh.sql, DATE)
+    ebroker::stages::segment::segment(&wh.engine, &wh.warehouse, &wh.sql, day(DATE))
         .await
         .unwrap();
-    ebroker::offers::offers(&wh.engine, &wh.warehouse, &wh.sql, DATE)
+    ebroker::stages::offers::offers(&wh.engine, &wh.warehouse, &wh.sql, day(DATE))
         .await
         .unwrap();
-    ebroker::marts::register_mart(&wh.engine, &wh.warehouse, "targeted_offers", DATE)
+    ebroker::tables::partitions::register_mart(&wh.engine, &wh.warehouse, "targeted_offers", day(DATE))
         .await
         .unwrap();
 }
@@ -202,6 +203,6 @@ async fn offer_ids_are_deterministic_across_reruns() {
     let second = wh.rows("SELECT offer_id FROM targeted_offers ORDER BY offer_id").await;
     assert_eq!(first.len(), 3);
     assert_eq!(first, second);
-    let expected = ebroker::functions::offer_id("A", "Investment Starter Guide", DATE).to_string();
+    let expected = ebroker::engine::functions::offer_id("A", "Investment Starter Guide", DATE).to_string();
     assert!(first.iter().any(|r| r[0] == expected));
 }

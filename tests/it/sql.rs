@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use chrono::NaiveDate;
-use ebroker::pipeline::{run, RunOptions};
 use ebroker_integration::{ebroker_binary, service, TestWarehouse};
+use ebroker_integration::{run, RunOptions};
 use futures::TryStreamExt;
 
 const DATE: &str = "2024-06-01";
 
-async fn generated() -> (TestWarehouse, ebroker::clean::CleanReport) {
+async fn generated() -> (TestWarehouse, ebroker::stages::clean::CleanReport) {
     let wh = TestWarehouse::new();
     let options = RunOptions {
         date: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
@@ -174,6 +174,7 @@ async fn start_server(wh: &TestWarehouse, port: u16, token: &str) -> Server {
     server
 }
 
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flight_sql_serves_the_catalog_to_the_rust_and_python_clients() {
     let (wh, report) = generated().await;

@@ -1,0 +1,598 @@
+//! Configuration: documented serde structs, layered embedded defaults -> config file ->
+//! `EBROKER_<SECTION>__<KEY>` environment -> command-line overrides, with unknown keys
+//! rejected and every value checked by [`Config::validate`] before a job sees it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The defaults compiled into the binary (`jobs/core/config/default.toml`).
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The file read from the working directory when no `--config` is given.
+pub const DEFAULT_FILE: &str = "ebroker.toml";
+
+/// Environment variables with this prefix override keys: `EBROKER_ENGINE__MEMORY_LIMIT=2GiB`.
+pub const ENV_PREFIX: &str = "EBROKER_";
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub warehouse: WarehouseConfig,
+    pub engine: EngineConfig,
+    pub cluster: ClusterConfig,
+    pub generate: GenerateConfig,
+    pub run: RunConfig,
+    pub sql: SqlConfig,
+    pub kafka: KafkaConfig,
+    pub greenplum: GreenplumConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub serve: ServeConfig,
+}
+
+/// The Flight SQL endpoint of `ebroker serve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on; 127.0.0.1 keeps it on this machine.
+    pub host: String,
+    pub port: u16,
+    /// Bearer token clients must send; empty = no authentication. Masked by `config show`.
+    pub token: String,
+}
+
+/// Where the warehouse lives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarehouseConfig {
+    /// Path or URL of the warehouse root.
+    pub root: String,
+    /// Clients per bucket of the cleaned tables: a day of N clients is written as
+    /// ceil(N / clients_per_bucket) files per table, and segmentation runs bucket by bucket.
+    pub clients_per_bucket: u64,
+}
+
+/// How queries run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Partitions per query; 0 = number of CPU cores.
+    pub target_partitions: usize,
+    /// Memory budget of the query engine, with a unit (`512MiB`, `2GiB`).
+    pub memory_limit: String,
+    /// Spill directory; empty = system temporary directory.
+    pub spill_dir: String,
+    /// Rows per record batch.
+    pub batch_size: usize,
+}
+
+/// Where queries run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Empty for in-process, or `df://host:port` of a Ballista scheduler.
+    pub url: String,
+    /// Upper bound on one cluster query, in seconds; 0 = none.
+    pub query_timeout_secs: u64,
+}
+
+impl ClusterConfig {
+    /// The scheduler's REST API base (`http://host:port`), when a cluster is configured.
+    pub fn rest_base(&self) -> Option<String> {
+        self.url
+            .strip_prefix("df://")
+            .map(|hostport| format!("http://{}", hostport.trim_end_matches('/')))
+    }
+}
+
+/// Defaults of the synthetic generator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateConfig {
+    pub clients: u64,
+    pub seed: u64,
+    pub dirty: f64,
+}
+
+/// How the DAG runner behaves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub retries: u32,
+    pub retry_backoff_ms: u64,
+}
+
+/// Where SQL overrides live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    pub dir: String,
+}
+
+impl SqlConfig {
+    /// The directory whose files override the built-in SQL, if one is configured.
+    pub fn override_dir(&self) -> Option<PathBuf> {
+        (!self.dir.is_empty()).then(|| PathBuf::from(&self.dir))
+    }
+}
+
+/// The Kafka cluster the seven topics live on (SPEC §2, §3 produce and ingest).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`; empty = Kafka is not used.
+    pub brokers: String,
+    /// Prefix of the seven topic names (`HA_` gives `HA_clients`, ...).
+    pub topic_prefix: String,
+    /// Consumer group whose committed offsets mark what ingest has dumped.
+    pub group_id: String,
+    /// Partitions of the topics `produce` creates when they do not exist.
+    pub partitions: i32,
+    /// Replication factor of the topics `produce` creates.
+    pub replication_factor: i32,
+    /// Timeout of metadata, watermark and commit requests, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Extra librdkafka properties for every client (security.protocol, sasl.*, ssl.*).
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// Whether a Kafka cluster is configured.
+    pub fn enabled(&self) -> bool {
+        !self.brokers.trim().is_empty()
+    }
+
+    fn validate(&self) -> Result<()> {
+        let prefix_ok = self
+            .topic_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !prefix_ok || self.topic_prefix.len() > 200 {
+            return Err(Error::Config(format!(
+                "kafka.topic_prefix = {:?} may hold only letters, digits, '.', '_' and '-' (e.g. \"HA_\")",
+                self.topic_prefix
+            )));
+        }
+        if self.group_id.trim().is_empty() {
+            return Err(Error::Config(
+                "kafka.group_id is empty; name the consumer group, e.g. \"ebroker-ingest\"".into(),
+            ));
+        }
+        if self.partitions < 1 || self.replication_factor < 1 {
+            return Err(Error::Config(format!(
+                "kafka.partitions = {} and kafka.replication_factor = {} must both be at least 1",
+                self.partitions, self.replication_factor
+            )));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(Error::Config("kafka.request_timeout_ms = 0; use e.g. 30000".into()));
+        }
+        Ok(())
+    }
+}
+
+/// How `publish greenplum` loads the warehouse into Greenplum (or PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GreenplumFlavour {
+    /// Greenplum with PXF: external tables over the Parquet, append-optimized tables.
+    Greenplum,
+    /// PostgreSQL protocol without PXF: plain tables loaded by binary COPY.
+    Postgres,
+}
+
+/// The Greenplum (or PostgreSQL) target of SPEC §7.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GreenplumConfig {
+    /// Host; empty = no Greenplum target. Also read from GPHOST.
+    pub host: String,
+    /// Port (GPPORT).
+    pub port: u16,
+    /// User (GPUSER).
+    pub user: String,
+    /// Password (GPPASSWORD); never logged.
+    pub password: String,
+    /// Database (GPDATABASE).
+    pub database: String,
+    /// Schema the tables live in (a plain identifier).
+    pub schema: String,
+    /// `greenplum` (PXF external tables) or `postgres` (binary COPY).
+    pub flavour: GreenplumFlavour,
+    /// TLS: disable, prefer, require, verify-ca or verify-full.
+    pub sslmode: String,
+    /// PXF server name used in the external tables' LOCATION.
+    pub pxf_server: String,
+    /// The warehouse root as PXF sees it (a path on PXF's default filesystem); empty = the
+    /// path of warehouse.root.
+    pub pxf_root: String,
+}
+
+impl GreenplumConfig {
+    /// Whether a Greenplum target is configured.
+    pub fn enabled(&self) -> bool {
+        !self.host.trim().is_empty()
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !is_plain_identifier(&self.schema) {
+            return Err(Error::Config(format!(
+                "greenplum.schema = {:?} is not a plain SQL identifier; use lower-case letters, digits and _ (starting with a letter or _), at most 63 characters",
+                self.schema
+            )));
+        }
+        if !["disable", "prefer", "require", "verify-ca", "verify-full"].contains(&self.sslmode.as_str()) {
+            return Err(Error::Config(format!(
+                "greenplum.sslmode = {:?} is not one of disable, prefer, require, verify-ca, verify-full",
+                self.sslmode
+            )));
+        }
+        if self.pxf_server.is_empty()
+            || !self
+                .pxf_server
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        {
+            return Err(Error::Config(format!(
+                "greenplum.pxf_server = {:?} must be a PXF server name such as \"default\"",
+                self.pxf_server
+            )));
+        }
+        if self.pxf_root.contains(['\'', '?', '&']) {
+            return Err(Error::Config(format!(
+                "greenplum.pxf_root = {:?} may not contain quotes, '?' or '&'",
+                self.pxf_root
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The ClickHouse target of SPEC §8 (marketing marts, daily analytics, reports).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP endpoint (`http://host:8123`, or `https://` for TLS); empty = no ClickHouse target.
+    pub url: String,
+    pub user: String,
+    /// Never logged; masked by `ebroker config show`.
+    pub password: String,
+    /// Database of the tables (a plain identifier).
+    pub database: String,
+    /// Rows per INSERT (10,000 to 1,000,000).
+    pub batch_rows: usize,
+    /// Attempts per table before a publish gives up.
+    pub retries: u32,
+    /// Wait before the first retry, doubled on each further one.
+    pub retry_backoff_ms: u64,
+}
+
+impl ClickHouseConfig {
+    /// Whether a ClickHouse target is configured.
+    pub fn enabled(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.enabled() && !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(Error::Config(format!(
+                "clickhouse.url = {:?} is not an HTTP endpoint; use http://host:8123 (or https:// for TLS)",
+                self.url
+            )));
+        }
+        if !is_plain_identifier(&self.database) {
+            return Err(Error::Config(format!(
+                "clickhouse.database = {:?} is not a plain identifier; use lower-case letters, digits and _",
+                self.database
+            )));
+        }
+        if !(10_000..=1_000_000).contains(&self.batch_rows) {
+            return Err(Error::Config(format!(
+                "clickhouse.batch_rows = {} is outside 10000..1000000",
+                self.batch_rows
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` is safe to use as an unquoted SQL identifier (and is then also quoted).
+pub fn is_plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
+}
+
+/// The existing deployment's connection variables, mapped onto `greenplum.*`.
+const GREENPLUM_ENV: [(&str, &str); 5] = [
+    ("GPHOST", "host"),
+    ("GPPORT", "port"),
+    ("GPUSER", "user"),
+    ("GPPASSWORD", "password"),
+    ("GPDATABASE", "database"),
+];
+
+/// Keys whose values are secrets and are masked by [`Config::to_masked_toml`].
+const SECRET_MARKERS: [&str; 4] = ["password", "secret", "token", "access_key"];
+
+impl Config {
+    /// Loads the layered configuration. `file` is an explicit `--config` (which must exist);
+    /// without it `./ebroker.toml` is read when present. `overrides` are `section.key=value`
+    /// pairs from the command line, applied last.
+    pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Config> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env, overrides)
+    }
+
+    /// [`Config::load`] with the environment given explicitly (for tests).
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)], overrides: &[(String, String)]) -> Result<Config> {
+        let mut merged: toml::Table =
+            toml::from_str(DEFAULT_TOML).map_err(|e| Error::Config(format!("embedded defaults do not parse: {e}")))?;
+        if let Some(layer) = read_file_layer(file)? {
+            merge(&mut merged, layer);
+        }
+        for (name, value) in env {
+            if let Some((_, key)) = GREENPLUM_ENV.iter().find(|(var, _)| var == name) {
+                let raw = if *key == "port" {
+                    value.clone()
+                } else {
+                    format!("{value:?}")
+                };
+                set_dotted(
+                    &mut merged,
+                    &format!("greenplum.{key}"),
+                    &raw,
+                    &format!("environment variable {name}"),
+                )?;
+            }
+        }
+        for (name, value) in env {
+            // Only EBROKER_<SECTION>__<KEY> names are settings; other EBROKER_* variables
+            // belong to scripts and tests.
+            if let Some(key) = name.strip_prefix(ENV_PREFIX).filter(|k| k.contains("__")) {
+                let dotted = key.to_ascii_lowercase().replacen("__", ".", 1);
+                set_dotted(&mut merged, &dotted, value, &format!("environment variable {name}"))?;
+            }
+        }
+        for (key, value) in overrides {
+            set_dotted(&mut merged, key, value, &format!("flag `{key}`"))?;
+        }
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e| Error::Config(format!("{e} (see `ebroker config show` for the known keys)")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the message names the key, the bad value and the fix.
+    pub fn validate(&self) -> Result<()> {
+        if self.warehouse.root.trim().is_empty() {
+            return Err(Error::Config(
+                "warehouse.root is empty; set it to a path or URL such as ./warehouse".into(),
+            ));
+        }
+        if self.warehouse.clients_per_bucket == 0 {
+            return Err(Error::Config(
+                "warehouse.clients_per_bucket = 0; use a positive number such as 500000".into(),
+            ));
+        }
+        let cluster = &self.cluster.url;
+        let valid_url = cluster
+            .strip_prefix("df://")
+            .is_some_and(|rest| rest.contains(':') && !rest.contains('/'));
+        if !cluster.is_empty() && !valid_url {
+            return Err(Error::Config(format!(
+                "cluster.url = {cluster:?} is not a Ballista scheduler URL; use df://host:50050, or leave it empty to run in-process"
+            )));
+        }
+        self.memory_limit_bytes()?;
+        if self.engine.batch_size == 0 {
+            return Err(Error::Config(
+                "engine.batch_size = 0; use a positive number such as 8192".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.generate.dirty) {
+            return Err(Error::Config(format!(
+                "generate.dirty = {} is not a fraction; use a value between 0 and 1",
+                self.generate.dirty
+            )));
+        }
+        if self.generate.clients == 0 {
+            return Err(Error::Config(
+                "generate.clients = 0; generate at least one client".into(),
+            ));
+        }
+        self.kafka.validate()?;
+        self.greenplum.validate()?;
+        self.clickhouse.validate()?;
+        if self.serve.host.parse::<std::net::IpAddr>().is_err() {
+            return Err(Error::Config(format!(
+                "serve.host = {:?} is not an IP address; use 127.0.0.1, or 0.0.0.0 for every interface",
+                self.serve.host
+            )));
+        }
+        Ok(())
+    }
+
+    /// The engine memory limit in bytes.
+    pub fn memory_limit_bytes(&self) -> Result<usize> {
+        parse_byte_size(&self.engine.memory_limit).ok_or_else(|| {
+            Error::Config(format!(
+                "engine.memory_limit = {:?} is not a size; write it like 512MiB, 2GiB or 1073741824",
+                self.engine.memory_limit
+            ))
+        })
+    }
+
+    /// The number of partitions queries use.
+    pub fn target_partitions(&self) -> usize {
+        match self.engine.target_partitions {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            n => n,
+        }
+    }
+
+    /// The spill directory, if one was configured.
+    pub fn spill_dir(&self) -> Option<PathBuf> {
+        (!self.engine.spill_dir.is_empty()).then(|| PathBuf::from(&self.engine.spill_dir))
+    }
+
+    /// The effective configuration as TOML, with secrets replaced by `****`.
+    pub fn to_masked_toml(&self) -> String {
+        let mut value = toml::Value::try_from(self).expect("config serialises to TOML");
+        mask_secrets(&mut value);
+        toml::to_string_pretty(&value).expect("config serialises to TOML")
+    }
+}
+
+fn read_file_layer(file: Option<&Path>) -> Result<Option<toml::Table>> {
+    let path = match file {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_FILE).exists() => PathBuf::from(DEFAULT_FILE),
+        None => return Ok(None),
+    };
+    let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
+    let table =
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{} is not valid TOML: {e}", path.display())))?;
+    Ok(Some(table))
+}
+
+fn merge(base: &mut toml::Table, layer: toml::Table) {
+    for (key, value) in layer {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(l)) => merge(b, l),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+/// Sets `section.key` to `raw`, typed like TOML (`2`, `true`, `0.5`) or else as a string.
+fn set_dotted(table: &mut toml::Table, dotted: &str, raw: &str, origin: &str) -> Result<()> {
+    let (section, key) = dotted.split_once('.').ok_or_else(|| {
+        Error::Config(format!(
+            "{origin}: `{dotted}` is not section.key (e.g. engine.memory_limit)"
+        ))
+    })?;
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let section_table = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match section_table {
+        toml::Value::Table(t) => {
+            t.insert(key.to_string(), value);
+            Ok(())
+        }
+        _ => Err(Error::Config(format!("{origin}: `{section}` is not a section"))),
+    }
+}
+
+fn mask_secrets(value: &mut toml::Value) {
+    if let toml::Value::Table(table) = value {
+        for (key, v) in table.iter_mut() {
+            if SECRET_MARKERS.iter().any(|m| key.contains(m)) {
+                if matches!(v, toml::Value::String(s) if !s.is_empty()) {
+                    *v = toml::Value::String("****".into());
+                }
+            } else {
+                mask_secrets(v);
+            }
+        }
+    }
+}
+
+/// Parses `512MiB`, `2GiB`, `100MB`, `1024` into bytes.
+pub fn parse_byte_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((number * factor) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("e.toml");
+        std::fs::write(&file, "[engine]\nmemory_limit = \"2GiB\"\nbatch_size = 100\n").unwrap();
+        let env = vec![("EBROKER_ENGINE__BATCH_SIZE".to_string(), "200".to_string())];
+        let flags = vec![("warehouse.root".to_string(), "/tmp/wh".to_string())];
+        let c = Config::load_from(Some(&file), &env, &flags).unwrap();
+        assert_eq!(c.engine.memory_limit, "2GiB");
+        assert_eq!(c.engine.batch_size, 200);
+        assert_eq!(c.warehouse.root, "/tmp/wh");
+        assert_eq!(c.memory_limit_bytes().unwrap(), 2 << 30);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let env = vec![("EBROKER_ENGINE__MEMORY".to_string(), "1".to_string())];
+        let err = Config::load_from(None, &env, &[]).unwrap_err().to_string();
+        assert!(err.contains("memory"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_fix() {
+        let flags = vec![("engine.memory_limit".to_string(), "lots".to_string())];
+        let err = Config::load_from(None, &[], &flags).unwrap_err().to_string();
+        assert!(err.contains("\"lots\"") && err.contains("2GiB"), "{err}");
+        let flags = vec![("cluster.url".to_string(), "http://x:1".to_string())];
+        let err = Config::load_from(None, &[], &flags).unwrap_err().to_string();
+        assert!(err.contains("df://host:50050"), "{err}");
+        let flags = vec![("generate.dirty".to_string(), "1.5".to_string())];
+        let err = Config::load_from(None, &[], &flags).unwrap_err().to_string();
+        assert!(err.contains("1.5"), "{err}");
+    }
+
+    #[test]
+    fn greenplum_reads_the_deployment_variables_and_rejects_unsafe_names() {
+        let env = vec![
+            ("GPHOST".to_string(), "gp.bank".to_string()),
+            ("GPPORT".to_string(), "6432".to_string()),
+            ("GPPASSWORD".to_string(), "12345".to_string()),
+            ("EBROKER_GREENPLUM__USER".to_string(), "etl".to_string()),
+        ];
+        let c = Config::load_from(None, &env, &[]).unwrap();
+        assert_eq!(
+            (c.greenplum.host.as_str(), c.greenplum.port, c.greenplum.user.as_str()),
+            ("gp.bank", 6432, "etl")
+        );
+        assert_eq!(c.greenplum.password, "12345", "a numeric password stays a string");
+        assert!(!c.to_masked_toml().contains("12345"));
+        let flags = vec![("greenplum.schema".to_string(), "\"x; DROP TABLE y\"".to_string())];
+        let err = Config::load_from(None, &[], &flags).unwrap_err().to_string();
+        assert!(err.contains("x; DROP TABLE y") && err.contains("identifier"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let mut v: toml::Value = toml::from_str("[db]\npassword = \"hunter2\"\nuser = \"u\"").unwrap();
+        mask_secrets(&mut v);
+        let s = toml::to_string(&v).unwrap();
+        assert!(!s.contains("hunter2") && s.contains("****") && s.contains("\"u\""));
+    }
+}

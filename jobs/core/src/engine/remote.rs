@@ -1,0 +1,74 @@
+//! Running on a Ballista cluster: the session configuration, runtime (object stores, memory
+//! budget) and functions that the client, the scheduler and every executor install — one
+//! definition, so a job plans and runs the same everywhere — and the client-side context.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use ballista_core::registry::BallistaFunctionRegistry;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use super::functions;
+use super::session::{apply_session_options, runtime_env};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::warehouse::StoreRegistry;
+
+/// Ballista's session configuration with ebroker's options.
+pub fn session_config(config: &Config) -> SessionConfig {
+    apply_session_options(SessionConfig::new_with_ballista(), config)
+}
+
+/// The runtime a cluster node runs tasks in: ebroker's object stores and memory budget.
+pub fn node_runtime(config: &Config) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    runtime_env(config, Arc::new(StoreRegistry::new()))
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+}
+
+/// The session state the scheduler plans with: default features, ebroker's runtime and
+/// functions, for the session configuration the client sent.
+pub fn scheduler_session(config: &Config, session: SessionConfig) -> datafusion::error::Result<SessionState> {
+    let mut builder = SessionStateBuilder::new()
+        .with_config(session)
+        .with_runtime_env(node_runtime(config)?)
+        .with_default_features();
+    if let Some(scalars) = builder.scalar_functions() {
+        scalars.extend(functions::all().into_iter().map(Arc::new));
+    }
+    Ok(builder.build())
+}
+
+/// The executors' function registry: Ballista's defaults plus ebroker's functions.
+pub fn function_registry() -> BallistaFunctionRegistry {
+    let mut registry = BallistaFunctionRegistry::default();
+    let ours: HashMap<String, _> = functions::all()
+        .into_iter()
+        .map(|f| (f.name().to_string(), Arc::new(f)))
+        .collect();
+    registry.scalar_functions.extend(ours);
+    registry
+}
+
+/// A client context whose queries run on the scheduler at `config.cluster.url`.
+pub async fn remote_context(config: &Config, registry: Arc<StoreRegistry>) -> Result<SessionContext> {
+    let url = &config.cluster.url;
+    let state = SessionStateBuilder::new()
+        .with_config(session_config(config))
+        .with_runtime_env(runtime_env(config, registry)?)
+        .with_default_features()
+        .build();
+    let ctx = SessionContext::remote_with_state(url, state)
+        .await
+        .map_err(|source| Error::Engine {
+            context: format!(
+                "connecting to the Ballista scheduler at {url} (is it running? `deploy/local/cluster.sh status`)"
+            ),
+            source,
+        })?;
+    // The remote context resets scalar functions from the state: register ours after.
+    functions::register(&ctx);
+    Ok(ctx)
+}

@@ -1,0 +1,169 @@
+//! Reading and writing warehouse tables by processing date: registering a day's cleaned
+//! tables and marts under their plain names, and writing a query's result as a day's
+//! partition through staging and one commit (docs/DESIGN.md, idea 4).
+
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+
+use crate::date::ProcessingDate;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::schema::TABLES;
+use crate::warehouse::{parquet, Warehouse, Zone};
+
+/// Registers the seven cleaned tables of `date` (`clients`, `bank_transactions`, ...).
+pub async fn register_cleaned(engine: &Engine, warehouse: &Warehouse, date: ProcessingDate) -> Result<()> {
+    for table in TABLES {
+        let url = warehouse.url(&Warehouse::partition(Zone::Cleaned, table.name, date));
+        engine
+            .register_parquet_dir(table.name, &url, Some(table.cleaned_schema()))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Registers the mart `name` of `date` as table `name`.
+pub async fn register_mart(engine: &Engine, warehouse: &Warehouse, name: &str, date: ProcessingDate) -> Result<()> {
+    let url = warehouse.url(&Warehouse::partition(Zone::Marts, name, date));
+    engine.register_parquet_dir(name, &url, None).await
+}
+
+/// Runs `sql` and publishes its result as `zone/table/processing_date=date/`, replacing the
+/// day's previous output in one step. Returns the rows written.
+pub async fn write_partition(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    stage: &str,
+    zone: Zone,
+    table: &str,
+    date: ProcessingDate,
+    sql: &str,
+) -> Result<u64> {
+    let mut output = PartitionWriter::begin(warehouse, stage, zone, table, date).await?;
+    output.write_query(engine, sql).await?;
+    output.commit().await
+}
+
+/// One day of a table written by one or more queries into staging, then published in one
+/// commit: nothing is visible until [`PartitionWriter::commit`], and a writer dropped before
+/// it leaves the previous day as it was.
+pub struct PartitionWriter<'a> {
+    warehouse: &'a Warehouse,
+    staged: String,
+    target: String,
+    what: String,
+    rows: u64,
+}
+
+impl<'a> PartitionWriter<'a> {
+    /// Clears the stage's leftover staging for `zone/table` of `date`.
+    pub async fn begin(
+        warehouse: &'a Warehouse,
+        stage: &str,
+        zone: Zone,
+        table: &str,
+        date: ProcessingDate,
+    ) -> Result<PartitionWriter<'a>> {
+        let staged = Warehouse::staging(stage, date, zone.dir(), table);
+        warehouse.remove_all(&staged).await?;
+        let target = Warehouse::partition(zone, table, date);
+        Ok(PartitionWriter {
+            warehouse,
+            staged,
+            target,
+            what: format!("{table} for {date}"),
+            rows: 0,
+        })
+    }
+
+    /// Runs `sql` and adds its result to the staged day.
+    pub async fn write_query(&mut self, engine: &Engine, sql: &str) -> Result<u64> {
+        let df = engine.sql(sql, &self.what).await?;
+        let rows = engine
+            .write_parquet_dir(df, &self.warehouse.url(&self.staged), &self.what)
+            .await?;
+        self.rows += rows;
+        Ok(rows)
+    }
+
+    /// Publishes the staged day; returns the rows written.
+    pub async fn commit(self) -> Result<u64> {
+        self.warehouse.commit(&self.staged, &self.target).await?;
+        tracing::info!(what = %self.what, rows = self.rows, "published");
+        Ok(self.rows)
+    }
+}
+
+/// Streams the record batches of one day of a table (`zone/table/processing_date=date/`),
+/// file by file, for loaders that push a day to another system. Fails when the day has no
+/// files, naming the stage that writes them.
+pub async fn read_partition(
+    warehouse: &Warehouse,
+    zone: Zone,
+    table: &str,
+    date: ProcessingDate,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let partition = Warehouse::partition(zone, table, date);
+    let files: Vec<_> = warehouse
+        .list_files(&partition)
+        .await?
+        .into_iter()
+        .filter(|p| p.as_ref().ends_with(".parquet"))
+        .collect();
+    if files.is_empty() {
+        return Err(Error::Input {
+            path: warehouse.url(&partition).to_string(),
+            message: format!(
+                "{table} has no data for {date}; run the stage that writes it first (`ebroker run --date {date}`)"
+            ),
+        });
+    }
+    let store = Arc::clone(warehouse.store());
+    let batches = futures::stream::iter(files)
+        .then(move |file| {
+            let store = Arc::clone(&store);
+            async move {
+                let path = file.to_string();
+                #[allow(deprecated)] // still the reader DataFusion 55 uses itself
+                let reader = datafusion::parquet::arrow::async_reader::ParquetObjectReader::new(store, file);
+                let stream = ParquetRecordBatchStreamBuilder::new(reader)
+                    .await
+                    .and_then(|b| b.with_batch_size(8192).build())
+                    .map_err(|source| Error::Parquet {
+                        path: path.clone(),
+                        source,
+                    })?;
+                Ok::<_, Error>(stream.map_err(move |source| Error::Parquet {
+                    path: path.clone(),
+                    source,
+                }))
+            }
+        })
+        .try_flatten();
+    Ok(batches.boxed())
+}
+
+/// Publishes `batch` (built in the client, e.g. the day's offer templates) as the partition
+/// `zone/table/processing_date=date/`, through staging and one commit, so that cluster
+/// nodes read it like any other table.
+pub async fn write_batch(
+    warehouse: &Warehouse,
+    stage: &str,
+    zone: Zone,
+    table: &str,
+    date: ProcessingDate,
+    batch: &RecordBatch,
+) -> Result<()> {
+    let staged = Warehouse::staging(stage, date, zone.dir(), table);
+    warehouse.remove_all(&staged).await?;
+    let file = format!("{staged}part-0.parquet");
+    let mut writer = parquet::writer(warehouse, &file, batch.schema(), Default::default())?;
+    writer.write(batch).await.map_err(parquet::parquet_error(&file))?;
+    writer.close().await.map_err(parquet::parquet_error(&file))?;
+    warehouse
+        .commit(&staged, &Warehouse::partition(zone, table, date))
+        .await
+}

@@ -1,0 +1,542 @@
+//! `ebroker ingest --date D` (docs/SPEC.md §3 stage 3): each topic-partition is read from where the
+//! last ingest stopped up to the high-water mark seen at the start, and written losslessly to
+//! `raw/<table>/processing_date=D/` (topic, partition, offset, timestamp, key, value).
+//!
+//! Exactly once, in this order: (1) the offset ranges are planned; (2) the records are written
+//! under `_staging/` and each table's day is swapped in; (3) the offset manifest
+//! `_runs/D/ingest.json` is written — from here the day is done; (4) the ranges' ends are
+//! committed to the consumer group. A crash before (3) leaves no manifest, and the rerun reads
+//! the same ranges again and replaces the day; a crash between (3) and (4) is repaired by the
+//! next run, which commits the manifest's ends and starts after them. A date with a manifest
+//! is not read again unless `--force`, which re-reads exactly the recorded ranges.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{
+    ArrayBuilder, BinaryBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::{client_config, kafka_error, topic_name};
+use crate::config::KafkaConfig;
+use crate::error::{Error, Result};
+use crate::schema::TABLES;
+use crate::warehouse::{parquet, Warehouse, Zone};
+use crate::ProcessingDate;
+
+/// Name of the stage in run state and staging paths.
+const STAGE: &str = "ingest";
+
+/// The offset manifest of a date, under `_runs/D/`.
+pub const MANIFEST: &str = "ingest.json";
+
+/// Rows per batch handed from the consumer to the Parquet writer.
+const BATCH_ROWS: usize = 32_768;
+
+/// Rows per row group of the raw files.
+const RAW_ROW_GROUP_ROWS: usize = 65_536;
+
+/// The schema of every raw table: each message as it was on the topic.
+pub fn raw_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        Field::new("key", DataType::Binary, true),
+        Field::new("value", DataType::Binary, true),
+    ]))
+}
+
+/// The offsets `[start, end)` of one partition that a date holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionRange {
+    pub partition: i32,
+    pub start: i64,
+    pub end: i64,
+    /// Records read in the range (fewer than end - start when the log has control records).
+    pub records: u64,
+}
+
+/// What one topic contributed to a date.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicManifest {
+    pub table: String,
+    pub topic: String,
+    pub records: u64,
+    pub partitions: Vec<PartitionRange>,
+}
+
+/// `_runs/D/ingest.json`: the ranges a date holds; written once the raw zone is durable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestManifest {
+    pub processing_date: ProcessingDate,
+    pub group_id: String,
+    pub topics: Vec<TopicManifest>,
+}
+
+impl IngestManifest {
+    pub fn records(&self) -> u64 {
+        self.topics.iter().map(|t| t.records).sum()
+    }
+
+    pub fn topic(&self, table: &str) -> Option<&TopicManifest> {
+        self.topics.iter().find(|t| t.table == table)
+    }
+
+    /// The per-topic summary as an aligned table.
+    pub fn render(&self) -> String {
+        let mut out = format!("{:<32} {:>10} {:>10}\n", "topic", "partitions", "records");
+        for t in &self.topics {
+            out.push_str(&format!(
+                "{:<32} {:>10} {:>10}\n",
+                t.topic,
+                t.partitions.len(),
+                t.records
+            ));
+        }
+        out
+    }
+}
+
+/// The outcome of `ingest`.
+#[derive(Debug, Clone)]
+pub struct IngestOutcome {
+    pub manifest: IngestManifest,
+    /// False when the date had already been ingested and nothing was read (no `--force`).
+    pub ingested: bool,
+    pub seconds: f64,
+}
+
+/// Ingests every topic for `date` into the raw zone (see the module documentation).
+pub async fn ingest(
+    config: &KafkaConfig,
+    warehouse: &Warehouse,
+    date: ProcessingDate,
+    force: bool,
+) -> Result<IngestOutcome> {
+    let started = Instant::now();
+    let consumer = offsets_consumer(config)?;
+    let manifest_file = Warehouse::run_file(date, MANIFEST);
+    let existing: Option<IngestManifest> = warehouse.read_json(&manifest_file).await?;
+    if let (Some(done), false) = (&existing, force) {
+        tracing::info!(
+            %date,
+            records = done.records(),
+            "already ingested; committing its offsets again and reading nothing (--force re-reads it)"
+        );
+        commit_offsets(config, &consumer, done).await?;
+        return Ok(IngestOutcome {
+            manifest: done.clone(),
+            ingested: false,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    let plan = match existing {
+        Some(done) => done
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.table.clone(),
+                    t.topic.clone(),
+                    t.partitions
+                        .iter()
+                        .map(|r| PartitionRange {
+                            records: 0,
+                            ..r.clone()
+                        })
+                        .collect(),
+                )
+            })
+            .collect(),
+        None => plan_ranges(config, warehouse, &consumer, date).await?,
+    };
+
+    let staging_root = Warehouse::staging_root(STAGE, date);
+    warehouse.remove_all(&staging_root).await?;
+    let total: u64 = plan
+        .iter()
+        .flat_map(|(_, _, ranges)| ranges.iter())
+        .map(|r| (r.end - r.start) as u64)
+        .sum();
+    let bar = crate::progress::bar(total, "ingest", "messages");
+    let dumps = plan.into_iter().map(|(table, topic, ranges)| {
+        let (config, warehouse, bar) = (config.clone(), warehouse.clone(), bar.clone());
+        tokio::spawn(async move { dump_topic(&config, &warehouse, date, table, topic, ranges, bar).await })
+    });
+    // Each dump holds a consumer's prefetch queue, a channel of batches and a Parquet row
+    // group: one topic per core at a time keeps the cores busy without seven of each.
+    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let finished: Vec<_> = futures::stream::iter(dumps).buffered(at_once).collect().await;
+    let mut topics = Vec::new();
+    for handle in finished {
+        topics.push(handle.map_err(|e| Error::Stage {
+            stage: STAGE.into(),
+            message: format!("a topic dump panicked: {e}"),
+        })??);
+    }
+    bar.finish_and_clear();
+
+    for topic in &topics {
+        let staged = Warehouse::staging(STAGE, date, Zone::Raw.dir(), &topic.table);
+        warehouse
+            .commit(&staged, &Warehouse::partition(Zone::Raw, &topic.table, date))
+            .await?;
+    }
+    let manifest = IngestManifest {
+        processing_date: date,
+        group_id: config.group_id.clone(),
+        topics,
+    };
+    warehouse.write_json(&manifest_file, &manifest).await?;
+    warehouse.remove_all(&staging_root).await?;
+    commit_offsets(config, &consumer, &manifest).await?;
+    Ok(IngestOutcome {
+        manifest,
+        ingested: true,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A consumer of the group, used for watermarks and committed offsets (never subscribed,
+/// so it never takes part in a rebalance).
+fn offsets_consumer(config: &KafkaConfig) -> Result<BaseConsumer> {
+    client_config(config)?
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(kafka_error(config, "creating a consumer"))
+}
+
+type Plan = Vec<(String, String, Vec<PartitionRange>)>;
+
+/// For each topic-partition: from the group's committed offset (or the end recorded by the
+/// latest earlier manifest, if that is further, or the log start) to the high-water mark now.
+async fn plan_ranges(
+    config: &KafkaConfig,
+    warehouse: &Warehouse,
+    consumer: &BaseConsumer,
+    date: ProcessingDate,
+) -> Result<Plan> {
+    let previous = latest_manifest_before(warehouse, date).await?;
+    let timeout = Duration::from_millis(config.request_timeout_ms);
+    let mut plan = Vec::new();
+    for table in TABLES {
+        let topic = topic_name(config, table);
+        let partitions = topic_partitions(config, consumer, &topic)?;
+        let mut list = TopicPartitionList::new();
+        for &p in &partitions {
+            list.add_partition(&topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(list, timeout)
+            .map_err(kafka_error(config, format!("reading committed offsets of {topic}")))?;
+        let mut ranges = Vec::new();
+        for &p in &partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, p, timeout)
+                .map_err(kafka_error(config, format!("reading watermarks of {topic} [{p}]")))?;
+            let committed = match committed.find_partition(&topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(n)) => n,
+                _ => low,
+            };
+            let recorded = previous
+                .as_ref()
+                .and_then(|m| m.topic(table.name))
+                .and_then(|t| t.partitions.iter().find(|r| r.partition == p))
+                .map_or(low, |r| r.end);
+            let start = committed.max(recorded).max(low);
+            if start > high {
+                return Err(Error::Stage {
+                    stage: STAGE.into(),
+                    message: format!("{topic} [{p}] ends at offset {high} but group {} is at {start}: was the topic recreated? reset the group's offsets or use a new kafka.group_id", config.group_id),
+                });
+            }
+            ranges.push(PartitionRange {
+                partition: p,
+                start,
+                end: high,
+                records: 0,
+            });
+        }
+        plan.push((table.name.to_string(), topic, ranges));
+    }
+    Ok(plan)
+}
+
+fn topic_partitions(config: &KafkaConfig, consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>> {
+    let timeout = Duration::from_millis(config.request_timeout_ms);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(kafka_error(config, format!("reading metadata of {topic}")))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(Error::Input {
+            path: format!("kafka://{}/{topic}", config.brokers),
+            message: "the topic does not exist; run `ebroker produce` first, or check kafka.topic_prefix".into(),
+        });
+    }
+    Ok(partitions)
+}
+
+/// The manifest of the latest date before `date` that was ingested, if any.
+async fn latest_manifest_before(warehouse: &Warehouse, date: ProcessingDate) -> Result<Option<IngestManifest>> {
+    let suffix = format!("/{MANIFEST}");
+    let mut dates: Vec<ProcessingDate> = warehouse
+        .list_files("_runs/")
+        .await?
+        .iter()
+        .filter_map(|p| {
+            let day = p.as_ref().strip_suffix(&suffix).and_then(|d| d.rsplit('/').next())?;
+            ProcessingDate::parse(day).ok()
+        })
+        .filter(|d| *d < date)
+        .collect();
+    dates.sort();
+    match dates.last() {
+        Some(d) => warehouse.read_json(&Warehouse::run_file(*d, MANIFEST)).await,
+        None => Ok(None),
+    }
+}
+
+/// Commits each partition's end to the consumer group.
+async fn commit_offsets(config: &KafkaConfig, consumer: &BaseConsumer, manifest: &IngestManifest) -> Result<()> {
+    let mut list = TopicPartitionList::new();
+    for topic in &manifest.topics {
+        for r in &topic.partitions {
+            list.add_partition_offset(&topic.topic, r.partition, Offset::Offset(r.end))
+                .map_err(kafka_error(config, format!("preparing the commit of {}", topic.topic)))?;
+        }
+    }
+    if list.count() == 0 {
+        return Ok(());
+    }
+    consumer.commit(&list, CommitMode::Sync).map_err(kafka_error(
+        config,
+        format!("committing offsets of group {}", config.group_id),
+    ))
+}
+
+/// Reads one topic's ranges into `_staging/ingest/D/raw/<table>/part-0.parquet`.
+async fn dump_topic(
+    config: &KafkaConfig,
+    warehouse: &Warehouse,
+    date: ProcessingDate,
+    table: String,
+    topic: String,
+    ranges: Vec<PartitionRange>,
+    bar: ProgressBar,
+) -> Result<TopicManifest> {
+    let file = format!(
+        "{}part-0.parquet",
+        Warehouse::staging(STAGE, date, Zone::Raw.dir(), &table)
+    );
+    // Seven topics are dumped at once and a writer buffers a whole row group: keep them small.
+    let properties = parquet::properties(parquet::zstd(), RAW_ROW_GROUP_ROWS);
+    let mut writer = parquet::writer(warehouse, &file, raw_schema(), properties)?;
+
+    let (tx, mut rx) = mpsc::channel::<RecordBatch>(4);
+    let (consume_config, consume_topic, consume_ranges) = (config.clone(), topic.clone(), ranges.clone());
+    let consume = tokio::task::spawn_blocking(move || {
+        consume_ranges_into(&consume_config, &consume_topic, consume_ranges, &tx, &bar)
+    });
+    while let Some(batch) = rx.recv().await {
+        writer.write(&batch).await.map_err(parquet::parquet_error(&file))?;
+    }
+    let ranges = consume.await.map_err(|e| Error::Stage {
+        stage: STAGE.into(),
+        message: format!("consumer of {topic} panicked: {e}"),
+    })??;
+    writer.close().await.map_err(parquet::parquet_error(&file))?;
+    let records = ranges.iter().map(|r| r.records).sum();
+    tracing::info!(topic, records, "dumped");
+    Ok(TopicManifest {
+        table,
+        topic,
+        records,
+        partitions: ranges,
+    })
+}
+
+/// Consumes `[start, end)` of every partition of `topic`, sending batches of raw rows.
+fn consume_ranges_into(
+    config: &KafkaConfig,
+    topic: &str,
+    mut ranges: Vec<PartitionRange>,
+    tx: &mpsc::Sender<RecordBatch>,
+    bar: &ProgressBar,
+) -> Result<Vec<PartitionRange>> {
+    let mut list = TopicPartitionList::new();
+    let mut pending: BTreeMap<i32, usize> = BTreeMap::new();
+    for (i, r) in ranges.iter().enumerate() {
+        if r.start < r.end {
+            list.add_partition_offset(topic, r.partition, Offset::Offset(r.start))
+                .map_err(kafka_error(config, format!("assigning {topic}")))?;
+            pending.insert(r.partition, i);
+        }
+    }
+    if pending.is_empty() {
+        return Ok(ranges);
+    }
+    let consumer: BaseConsumer<EofQuietContext> = client_config(config)?
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        // Seven consumers run at once: bound what librdkafka prefetches for each (its defaults
+        // queue up to 64 MiB or 100,000 messages per partition).
+        .set("fetch.max.bytes", "8388608")
+        .set("max.partition.fetch.bytes", "2097152")
+        .set("queued.max.messages.kbytes", "16384")
+        .set("queued.min.messages", "20000")
+        .create_with_context(EofQuietContext)
+        .map_err(kafka_error(config, "creating a consumer"))?;
+    consumer
+        .assign(&list)
+        .map_err(kafka_error(config, format!("assigning {topic}")))?;
+
+    let stall_limit = Duration::from_millis(config.request_timeout_ms);
+    let mut last_progress = Instant::now();
+    let mut rows = RawRows::new(topic);
+    while !pending.is_empty() {
+        let Some(polled) = consumer.poll(Duration::from_millis(100)) else {
+            if last_progress.elapsed() > stall_limit {
+                return Err(Error::Stage {
+                    stage: STAGE.into(),
+                    message: format!(
+                        "no records from {topic} partitions {:?} for {stall_limit:?}; is the broker {} up?",
+                        pending.keys().collect::<Vec<_>>(),
+                        config.brokers
+                    ),
+                });
+            }
+            continue;
+        };
+        last_progress = Instant::now();
+        let message = match polled {
+            Ok(m) => m,
+            Err(KafkaError::PartitionEOF(p)) => {
+                pending.remove(&p);
+                continue;
+            }
+            Err(e) => return Err(kafka_error(config, format!("reading {topic}"))(e)),
+        };
+        let p = message.partition();
+        let Some(&i) = pending.get(&p) else { continue };
+        let range = &mut ranges[i];
+        if message.offset() >= range.end {
+            pending.remove(&p);
+            continue;
+        }
+        rows.push(
+            p,
+            message.offset(),
+            message.timestamp().to_millis(),
+            message.key(),
+            message.payload(),
+        );
+        range.records += 1;
+        bar.inc(1);
+        if message.offset() + 1 >= range.end {
+            pending.remove(&p);
+        }
+        if rows.len() >= BATCH_ROWS && tx.blocking_send(rows.finish()).is_err() {
+            return Err(Error::Stage {
+                stage: STAGE.into(),
+                message: format!("the writer of {topic} stopped"),
+            });
+        }
+    }
+    if rows.len() > 0 && tx.blocking_send(rows.finish()).is_err() {
+        return Err(Error::Stage {
+            stage: STAGE.into(),
+            message: format!("the writer of {topic} stopped"),
+        });
+    }
+    Ok(ranges)
+}
+
+/// Logs librdkafka's errors through tracing, except the end-of-partition events that
+/// ingest asks for (`enable.partition.eof`) to know a partition is drained.
+struct EofQuietContext;
+
+impl ClientContext for EofQuietContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::debug!(%error, "end of partition");
+        } else {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for EofQuietContext {}
+
+/// Raw rows under construction.
+struct RawRows {
+    topic: String,
+    topics: StringBuilder,
+    partitions: Int32Builder,
+    offsets: Int64Builder,
+    timestamps: TimestampMillisecondBuilder,
+    keys: BinaryBuilder,
+    values: BinaryBuilder,
+}
+
+impl RawRows {
+    fn new(topic: &str) -> Self {
+        RawRows {
+            topic: topic.to_string(),
+            topics: StringBuilder::new(),
+            partitions: Int32Builder::new(),
+            offsets: Int64Builder::new(),
+            timestamps: TimestampMillisecondBuilder::new(),
+            keys: BinaryBuilder::new(),
+            values: BinaryBuilder::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    fn push(&mut self, partition: i32, offset: i64, timestamp: Option<i64>, key: Option<&[u8]>, value: Option<&[u8]>) {
+        self.topics.append_value(&self.topic);
+        self.partitions.append_value(partition);
+        self.offsets.append_value(offset);
+        self.timestamps.append_option(timestamp);
+        self.keys.append_option(key);
+        self.values.append_option(value);
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        RecordBatch::try_new(
+            raw_schema(),
+            vec![
+                Arc::new(self.topics.finish()),
+                Arc::new(self.partitions.finish()),
+                Arc::new(self.offsets.finish()),
+                Arc::new(self.timestamps.finish()),
+                Arc::new(self.keys.finish()),
+                Arc::new(self.values.finish()),
+            ],
+        )
+        .expect("raw columns match the raw schema")
+    }
+}

@@ -1,0 +1,421 @@
+//! The clean stage (docs/SPEC.md §4): source CSV files of a processing date -> typed, deduplicated,
+//! enriched Parquet under `cleaned/<table>/processing_date=D/`, rejected records with their
+//! reason under `quarantine/<table>/processing_date=D/`, and a data-quality report in
+//! `_runs/D/clean.json`. Parsing is Rust (strict, per record); deduplication and enrichment
+//! are SQL (`sql/datafusion/clean_*.sql`). Tables with a client_id are written in client
+//! buckets ([`crate::tables::buckets`]), one file per bucket. Nothing is visible to readers until
+//! every table has been written and reconciled: read = written + quarantined + duplicates
+//! removed.
+
+mod raw;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
+use datafusion::parquet::basic::Compression;
+use indicatif::ProgressBar;
+use object_store::buffered::BufWriter;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::{Flag, Stage, StageContext, StageReport};
+use crate::engine::{scalar_u64, Engine};
+use crate::error::{Error, Result};
+use crate::formats::csv::{source_files, CsvRecords};
+use crate::formats::record::{ParseCounts, RecordParser};
+use crate::schema::{quarantine_schema, Table, TABLES};
+use crate::sql::SqlLibrary;
+use crate::tables::buckets::write_bucketed;
+use crate::warehouse::parquet::{parquet_error, properties, writer, zstd, STAGING_ROW_GROUP_ROWS};
+use crate::warehouse::{Warehouse, Zone};
+use crate::ProcessingDate;
+
+/// Rows per batch handed from the parser to the Parquet writer.
+const PARSE_BATCH_ROWS: usize = 65_536;
+
+/// Name of the stage in run state and staging paths.
+const STAGE: &str = "clean";
+
+/// The clean stage: the sources of the date (CSV files, or the raw zone after `ingest`) ->
+/// cleaned tables, quarantine and the data-quality report.
+pub struct Clean;
+
+#[async_trait::async_trait]
+impl Stage for Clean {
+    fn name(&self) -> &'static str {
+        STAGE
+    }
+
+    fn command(&self) -> &'static [&'static str] {
+        &["clean"]
+    }
+
+    fn about(&self) -> &'static str {
+        "Parse, quarantine, deduplicate and enrich the sources into cleaned/ (SPEC §4): the CSV files of --input, or else the raw zone of the date (after `ingest`)"
+    }
+
+    fn flags(&self) -> &'static [Flag] {
+        &[Flag::Input, Flag::Date]
+    }
+
+    fn enabled(&self, _: &StageContext) -> bool {
+        true
+    }
+
+    async fn run(&self, ctx: &StageContext) -> Result<StageReport> {
+        let engine = ctx.engine().await?;
+        let started = std::time::Instant::now();
+        let report = match ctx.input.as_deref().filter(|_| !ctx.via_kafka) {
+            Some(input) => clean_csv_dir(engine, &ctx.warehouse, &ctx.sql, input, ctx.date).await?,
+            None => clean_raw(engine, &ctx.warehouse, &ctx.sql, ctx.date).await?,
+        };
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        let summary = format!(
+            "{}cleaned {} rows in {secs:.2} s ({:.0} rows/s), peak RSS {}, into {}\n",
+            report.render(),
+            report.rows_read(),
+            report.rows_read() as f64 / secs,
+            crate::resources::peak_rss_text(),
+            ctx.warehouse.root()
+        );
+        Ok(StageReport {
+            rows: report.rows_read(),
+            summary,
+            tables: Vec::new(),
+        })
+    }
+}
+
+/// Staging part holding the typed rows between parsing and deduplication.
+const PARSED: &str = "parsed";
+
+/// The data-quality summary of one table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableQuality {
+    pub table: String,
+    pub read: u64,
+    pub written: u64,
+    pub quarantined: u64,
+    pub quarantined_by_reason: BTreeMap<String, u64>,
+    pub duplicates_removed: u64,
+    /// Optional fields that did not parse and became NULL, by column.
+    pub nulled_unparsable: BTreeMap<String, u64>,
+    /// Transactions whose currency has no rate (amount_rub NULL); bank_transactions only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without_rate: Option<u64>,
+}
+
+impl TableQuality {
+    /// Whether every record read is accounted for.
+    pub fn reconciles(&self) -> bool {
+        self.read == self.written + self.quarantined + self.duplicates_removed
+    }
+}
+
+/// The data-quality report of one clean run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CleanReport {
+    pub processing_date: ProcessingDate,
+    pub tables: Vec<TableQuality>,
+}
+
+impl CleanReport {
+    pub fn table(&self, name: &str) -> Option<&TableQuality> {
+        self.tables.iter().find(|t| t.table == name)
+    }
+
+    pub fn rows_read(&self) -> u64 {
+        self.tables.iter().map(|t| t.read).sum()
+    }
+
+    /// The report as an aligned text table.
+    pub fn render(&self) -> String {
+        let rows = self.tables.iter().map(|t| {
+            vec![
+                t.table.clone(),
+                t.read.to_string(),
+                t.written.to_string(),
+                t.quarantined.to_string(),
+                t.duplicates_removed.to_string(),
+                t.nulled_unparsable.values().sum::<u64>().to_string(),
+                t.without_rate.map_or("-".to_string(), |n| n.to_string()),
+            ]
+        });
+        let header = [
+            "table",
+            "read",
+            "written",
+            "quarantined",
+            "duplicates",
+            "nulled",
+            "without rate",
+        ];
+        crate::text::aligned(&header, rows.collect())
+    }
+}
+
+/// Cleans the seven CSV files in `input` as processing date `date`.
+pub async fn clean_csv_dir(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    sql: &SqlLibrary,
+    input: &Path,
+    date: ProcessingDate,
+) -> Result<CleanReport> {
+    let files = source_files(input)?;
+    warehouse.remove_all(&Warehouse::staging_root(STAGE, date)).await?;
+
+    let total_bytes = files
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let bar = crate::progress::bar(total_bytes, "parse", "bytes");
+    let parses = files
+        .into_iter()
+        .map(|(table, path)| stage_csv(warehouse, table, path, date, bar.clone()));
+    let counts: Vec<ParseCounts> = futures::future::try_join_all(parses).await?;
+    bar.finish_and_clear();
+    finish(engine, warehouse, sql, counts, date).await
+}
+
+/// Cleans the raw zone of `date` (the Kafka messages `ingest` dumped), checking that every
+/// message the offset manifest says was consumed is read.
+pub async fn clean_raw(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    sql: &SqlLibrary,
+    date: ProcessingDate,
+) -> Result<CleanReport> {
+    use crate::sources::kafka::ingest::{IngestManifest, MANIFEST};
+    let manifest_file = Warehouse::run_file(date, MANIFEST);
+    let manifest: IngestManifest = warehouse.read_json(&manifest_file).await?.ok_or_else(|| Error::Input {
+        path: warehouse.url(&manifest_file).to_string(),
+        message: format!(
+            "no ingest manifest: the raw zone of {date} is not complete; run `ebroker ingest --date {date}` first"
+        ),
+    })?;
+    warehouse.remove_all(&Warehouse::staging_root(STAGE, date)).await?;
+    let bar = crate::progress::bar(manifest.records(), "parse", "messages");
+    let parses = TABLES.iter().map(|&table| {
+        let (warehouse, bar) = (warehouse.clone(), bar.clone());
+        tokio::spawn(async move { raw::stage_raw(&warehouse, table, date, &bar).await })
+    });
+    let mut counts = Vec::new();
+    for (table, handle) in TABLES.iter().zip(futures::future::join_all(parses).await) {
+        let parsed = handle.map_err(|e| Error::Stage {
+            stage: STAGE.into(),
+            message: format!("parser of raw {} panicked: {e}", table.name),
+        })??;
+        let consumed = manifest.topic(table.name).map_or(0, |t| t.records);
+        if parsed.read != consumed {
+            return Err(Error::Reconcile {
+                table: table.name.into(),
+                message: format!("the raw zone holds {} records but ingest consumed {consumed}; rerun `ebroker ingest --date {date} --force`", parsed.read),
+            });
+        }
+        counts.push(parsed);
+    }
+    bar.finish_and_clear();
+    finish(engine, warehouse, sql, counts, date).await
+}
+
+/// Deduplicates, reconciles and publishes the staged parse of every table, then writes the
+/// data-quality report.
+async fn finish(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    sql: &SqlLibrary,
+    counts: Vec<ParseCounts>,
+    date: ProcessingDate,
+) -> Result<CleanReport> {
+    let clients = TABLES
+        .iter()
+        .zip(&counts)
+        .find(|(t, _)| t.name == crate::schema::CLIENTS.name)
+        .map_or(0, |(_, c)| c.parsed);
+    let buckets = crate::warehouse::buckets::bucket_count(clients, warehouse.clients_per_bucket());
+    let mut tables = Vec::new();
+    for (table, counts) in TABLES.iter().copied().zip(counts) {
+        let quality = dedup_table(engine, warehouse, sql, table, &counts, date, buckets).await?;
+        tracing::info!(
+            table = table.name,
+            read = quality.read,
+            written = quality.written,
+            quarantined = quality.quarantined,
+            duplicates = quality.duplicates_removed,
+            "cleaned"
+        );
+        if !quality.reconciles() {
+            return Err(Error::Reconcile {
+                table: table.name.into(),
+                message: format!(
+                    "read {} != written {} + quarantined {} + duplicates {}",
+                    quality.read, quality.written, quality.quarantined, quality.duplicates_removed
+                ),
+            });
+        }
+        tables.push(quality);
+    }
+
+    for table in TABLES {
+        for zone in [Zone::Cleaned, Zone::Quarantine] {
+            let staged = Warehouse::staging(STAGE, date, zone.dir(), table.name);
+            warehouse
+                .commit(&staged, &Warehouse::partition(zone, table.name, date))
+                .await?;
+        }
+    }
+    let report = CleanReport {
+        processing_date: date,
+        tables,
+    };
+    warehouse
+        .write_json(&Warehouse::run_file(date, "clean.json"), &report)
+        .await?;
+    warehouse.remove_all(&Warehouse::staging_root(STAGE, date)).await?;
+    Ok(report)
+}
+
+/// Parses one CSV file into staged typed rows and staged quarantine rows.
+async fn stage_csv(
+    warehouse: &Warehouse,
+    table: &'static Table,
+    path: PathBuf,
+    date: ProcessingDate,
+    bar: ProgressBar,
+) -> Result<ParseCounts> {
+    let (tx, mut rx) = mpsc::channel::<(Option<RecordBatch>, Option<RecordBatch>)>(4);
+    let parse = tokio::task::spawn_blocking(move || parse_csv_file(table, &path, &tx, &bar));
+    let mut staged = StagedParse::create(warehouse, table, date)?;
+    while let Some(batches) = rx.recv().await {
+        staged.write(batches).await?;
+    }
+    let counts = parse.await.map_err(|e| Error::Stage {
+        stage: STAGE.into(),
+        message: format!("parser of {} panicked: {e}", table.name),
+    })??;
+    staged.close().await?;
+    Ok(counts)
+}
+
+/// The two staged outputs of one table's parse: the typed rows deduplication reads (LZ4,
+/// read once) and the quarantine rows that are published as they are (zstd).
+struct StagedParse {
+    parsed: (AsyncArrowWriter<BufWriter>, String),
+    quarantine: (AsyncArrowWriter<BufWriter>, String),
+}
+
+impl StagedParse {
+    fn create(warehouse: &Warehouse, table: &Table, date: ProcessingDate) -> Result<StagedParse> {
+        let file = |part: &str| format!("{}part-0.parquet", Warehouse::staging(STAGE, date, part, table.name));
+        let (parsed, quarantine) = (file(PARSED), file(Zone::Quarantine.dir()));
+        let rows = STAGING_ROW_GROUP_ROWS;
+        let (lz4, zstd) = (properties(Compression::LZ4_RAW, rows), properties(zstd(), rows));
+        Ok(StagedParse {
+            parsed: (writer(warehouse, &parsed, table.parsed_schema(), lz4)?, parsed),
+            quarantine: (writer(warehouse, &quarantine, quarantine_schema(), zstd)?, quarantine),
+        })
+    }
+
+    /// Appends a batch of typed rows and a batch of quarantine rows, either possibly absent.
+    async fn write(&mut self, (typed, rejected): (Option<RecordBatch>, Option<RecordBatch>)) -> Result<()> {
+        for ((writer, path), batch) in [(&mut self.parsed, typed), (&mut self.quarantine, rejected)] {
+            if let Some(batch) = batch {
+                writer.write(&batch).await.map_err(parquet_error(path))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(self) -> Result<()> {
+        for (writer, path) in [self.parsed, self.quarantine] {
+            writer.close().await.map_err(parquet_error(&path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads `path` line by line, checks the header, parses every record.
+fn parse_csv_file(
+    table: &'static Table,
+    path: &Path,
+    tx: &mpsc::Sender<(Option<RecordBatch>, Option<RecordBatch>)>,
+    bar: &ProgressBar,
+) -> Result<ParseCounts> {
+    let source = table.file_name();
+    let mut parser = RecordParser::new(table);
+    let mut lines = CsvRecords::open(table, path, bar)?;
+    while let Some((line_number, record)) = lines.next_record()? {
+        parser.push_csv_line(record, line_number, &source);
+        if parser.buffered() >= PARSE_BATCH_ROWS && tx.blocking_send(parser.finish_batches()).is_err() {
+            break;
+        }
+    }
+    let _ = tx.blocking_send(parser.finish_batches());
+    Ok(parser.counts().clone())
+}
+
+/// Deduplicates (and for transactions enriches) one staged table into staged cleaned Parquet,
+/// in `buckets` client buckets when the table has a client_id.
+async fn dedup_table(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    sql: &SqlLibrary,
+    table: &'static Table,
+    counts: &ParseCounts,
+    date: ProcessingDate,
+    buckets: u32,
+) -> Result<TableQuality> {
+    let staged_parsed = warehouse.url(&Warehouse::staging(STAGE, date, PARSED, table.name));
+    engine
+        .register_parquet_dir("parsed", &staged_parsed, Some(table.parsed_schema()))
+        .await?;
+    // Enrichment reads this run's cleaned rates (cleaned before the tables that use them).
+    let rates = &crate::schema::CURRENCY_RATES;
+    let rates_url = warehouse.url(&Warehouse::staging(STAGE, date, Zone::Cleaned.dir(), rates.name));
+    engine
+        .register_parquet_dir("rates", &rates_url, Some(rates.cleaned_schema()))
+        .await?;
+    let columns = table.columns.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
+    let query = sql.render(
+        table.clean_sql,
+        &[("columns", &columns), ("id", table.id), ("event", table.event)],
+    )?;
+    let what = format!("cleaning {}", table.name);
+    let df = engine.sql(&query, &what).await?;
+    let staged = Warehouse::staging(STAGE, date, Zone::Cleaned.dir(), table.name);
+    let out = warehouse.url(&staged);
+    let written = if table.has_client_id() {
+        let scratch = Warehouse::staging(STAGE, date, "bucketing", table.name);
+        write_bucketed(engine, warehouse, df, &staged, &scratch, buckets, &what).await?
+    } else {
+        engine.write_parquet_dir(df, &out, &what).await?
+    };
+    let without_rate = match table.derived {
+        [] => None,
+        derived => {
+            engine
+                .register_parquet_dir("cleaned_rows", &out, Some(table.cleaned_schema()))
+                .await?;
+            let column = derived[0].name;
+            let count = format!("SELECT count(*) FROM cleaned_rows WHERE {column} IS NULL");
+            Some(scalar_u64(
+                &engine
+                    .collect(&count, &format!("counting rows without {column}"))
+                    .await?,
+            ))
+        }
+    };
+    Ok(TableQuality {
+        table: table.name.to_string(),
+        read: counts.read,
+        written,
+        quarantined: counts.quarantined_total(),
+        quarantined_by_reason: counts.quarantined.clone(),
+        duplicates_removed: counts.parsed.saturating_sub(written),
+        nulled_unparsable: counts.nulled_unparsable.clone(),
+        without_rate,
+    })
+}
