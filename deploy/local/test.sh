@@ -39,8 +39,17 @@ export EBROKER_CLUSTER_DIR="${EBROKER_CLUSTER_DIR:-$(mktemp -d /tmp/ebroker-clus
 export EBROKER_KAFKA_DIR="${EBROKER_KAFKA_DIR:-$(mktemp -d /tmp/ebroker-kafka.XXXXXX)}"
 export EBROKER_PG_DIR="${EBROKER_PG_DIR:-$(mktemp -d /tmp/ebroker-pg.XXXXXX)}"
 export EBROKER_CH_DIR="${EBROKER_CH_DIR:-$(mktemp -d /tmp/ebroker-clickhouse.XXXXXX)}"
+# A second ClickHouse whose time zone is America/New_York (west of UTC), for the UTC-day test.
+EBROKER_CH_NY_DIR="${EBROKER_CH_NY_DIR:-$(mktemp -d /tmp/ebroker-clickhouse-ny.XXXXXX)}"
+EBROKER_CH_NY_HTTP_PORT="${EBROKER_CH_NY_HTTP_PORT:-18124}"
+clickhouse_ny() {
+  EBROKER_CH_DIR="$EBROKER_CH_NY_DIR" EBROKER_CH_HTTP_PORT="$EBROKER_CH_NY_HTTP_PORT" \
+    EBROKER_CH_TCP_PORT="${EBROKER_CH_NY_TCP_PORT:-19001}" EBROKER_CH_TIMEZONE=America/New_York \
+    deploy/local/clickhouse.sh "$@"
+}
 stop_services() {
   deploy/local/clickhouse.sh stop || true
+  clickhouse_ny stop || true
   deploy/local/cluster.sh stop || true
   deploy/local/kafka.sh stop || true
   deploy/local/postgres.sh stop || true
@@ -55,6 +64,8 @@ deploy/local/postgres.sh start
 export EBROKER_TEST_POSTGRES="127.0.0.1:${EBROKER_PG_PORT:-55432}"
 deploy/local/clickhouse.sh start
 export EBROKER_TEST_CLICKHOUSE="http://127.0.0.1:${EBROKER_CH_HTTP_PORT:-18123}"
+clickhouse_ny start
+export EBROKER_TEST_CLICKHOUSE_NY="http://127.0.0.1:$EBROKER_CH_NY_HTTP_PORT"
 
 # The stock Python Flight SQL client (ADBC) that the Flight SQL test drives.
 VENV="${EBROKER_VENV:-$HOME/.cache/ebroker/venv}"
@@ -65,4 +76,11 @@ export EBROKER_TEST_PYTHON="$VENV/bin/python"
 
 echo "== running tests ($(date -u +%H:%M:%S))"
 cargo test --release "${FEATURES[@]}" "$@"
+
+# The coverage-guided fuzz targets of the record formats, briefly (a longer run:
+# deploy/local/fuzz.sh 3600). Skipped when only some tests were asked for.
+if [ "$#" -eq 0 ]; then
+  echo "== fuzzing ($(date -u +%H:%M:%S))"
+  deploy/local/fuzz.sh "${EBROKER_FUZZ_SECONDS:-30}"
+fi
 echo "== all tests passed ($(date -u +%H:%M:%S))"

@@ -13,7 +13,7 @@
 //!   SQL files, configuration, errors, [`ProcessingDate`].
 
 pub use ebroker_core::{
-    config, date, engine, error, formats, progress, resources, retry, schema, sql, tables, text, warehouse,
+    config, date, engine, error, formats, progress, resources, retry, schema, secrets, sql, tables, text, warehouse,
 };
 pub use ebroker_core::{Error, ProcessingDate, Result};
 

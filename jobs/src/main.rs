@@ -1,5 +1,5 @@
 //! The `ebroker` binary: parse arguments, set up logging, run the library, print the whole
-//! error chain and exit with the error's code (2 usage, 3 bad input, 4 reconciliation, 1 other).
+//! error chain (credentials stripped from URLs) and exit with the error's code (2 usage, 3 bad input, 4 reconciliation, 1 other).
 
 use ebroker::cli::{execute, parse, LogFormat};
 use tracing_subscriber::EnvFilter;
@@ -13,7 +13,7 @@ fn main() {
         .build()
         .expect("tokio runtime starts");
     if let Err(error) = runtime.block_on(execute(global, invocation)) {
-        eprintln!("error: {}", chain(&error));
+        eprintln!("error: {}", ebroker::secrets::redact_urls(&chain(&error)));
         std::process::exit(error.exit_code());
     }
 }

@@ -166,3 +166,84 @@ fn run_with_defaults_fills_the_warehouse() {
     let first: serde_json::Value = serde_json::from_str(report.lines().next().unwrap()).unwrap();
     assert!(first["rows"].as_array().unwrap().len() >= 4, "{first}");
 }
+
+#[test]
+fn secrets_never_reach_output_errors_or_state_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let password_file = dir.path().join("ch.pass");
+    std::fs::write(&password_file, "ch-file-s3cr3t\n").unwrap();
+    let secrets = [
+        "gp-env-s3cr3t",
+        "ch-file-s3cr3t",
+        "987654321",
+        "url-s3cr3t",
+        "pem-s3cr3t",
+    ];
+    let with_secrets = |cmd: &mut Command| {
+        cmd.env("EBROKER_GREENPLUM__PASSWORD", "gp-env-s3cr3t")
+            .env("EBROKER_CLICKHOUSE__PASSWORD_FILE", &password_file)
+            .env("EBROKER_SERVE__TOKEN", "987654321")
+            .args(["-vv", "--set", "kafka.properties={\"ssl.key.pem\" = \"pem-s3cr3t\"}"]);
+    };
+    let mut outputs = Vec::new();
+    let mut run = ebroker(&wh);
+    with_secrets(&mut run);
+    let out = run.args(["run", "--date", DATE, "--clients", "300"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    outputs.push(out);
+    let mut show = ebroker(&wh);
+    with_secrets(&mut show);
+    outputs.push(show.args(["config", "show"]).output().unwrap());
+    // A publish to a URL with credentials in it is refused; the error names the URL without them.
+    let mut publish = ebroker(&wh);
+    with_secrets(&mut publish);
+    let out = publish
+        .args([
+            "--set",
+            "clickhouse.url=http://etl:url-s3cr3t@127.0.0.1:1",
+            "--set",
+            "clickhouse.retries=1",
+        ])
+        .args(["publish", "clickhouse", "--date", DATE])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "credentials in a URL are a configuration error"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("127.0.0.1:1") && stderr.contains("clickhouse.password_file"),
+        "{stderr}"
+    );
+    outputs.push(out);
+    // A publish that fails at the server, with the password from its file, traced (-vv).
+    let mut publish = ebroker(&wh);
+    with_secrets(&mut publish);
+    let out = publish
+        .args([
+            "--set",
+            "clickhouse.url=http://127.0.0.1:1",
+            "--set",
+            "clickhouse.retries=1",
+        ])
+        .args(["publish", "clickhouse", "--date", DATE])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    outputs.push(out);
+
+    let mut texts: Vec<(String, Vec<u8>)> = snapshot(&wh);
+    for (i, out) in outputs.iter().enumerate() {
+        texts.push((format!("stdout of command {i}"), out.stdout.clone()));
+        texts.push((format!("stderr of command {i}"), out.stderr.clone()));
+    }
+    for (what, bytes) in &texts {
+        let text = String::from_utf8_lossy(bytes);
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} leaks in {what}");
+        }
+    }
+}

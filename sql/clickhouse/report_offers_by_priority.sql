@@ -5,6 +5,6 @@ SELECT priority_level, offer_priority,
        uniqExact(client_id) AS clients,
        sum(expected_revenue) AS total_expected_revenue
 FROM {{database}}.targeted_offers
-WHERE toDate(created_at) = toDate('{{processing_date}}')
+WHERE toDate(created_at, 'UTC') = toDate('{{processing_date}}')
 GROUP BY priority_level, offer_priority
 ORDER BY priority_level, offer_priority

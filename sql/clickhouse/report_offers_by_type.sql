@@ -8,6 +8,6 @@ SELECT offer_type, combined_segment,
        min(days_valid) AS min_days_valid,
        max(days_valid) AS max_days_valid
 FROM {{database}}.targeted_offers
-WHERE toDate(created_at) = toDate('{{processing_date}}')
+WHERE toDate(created_at, 'UTC') = toDate('{{processing_date}}')
 GROUP BY offer_type, combined_segment
 ORDER BY total_expected_revenue DESC, offer_type, combined_segment

@@ -1,4 +1,5 @@
--- Offers with the next best action (SPEC §6, §8): three per client and day.
+-- Offers with the next best action (SPEC §6, §8): three per client and day. created_at is
+-- DateTime('UTC') (D 00:00 UTC), so its month partition does not depend on the server's zone.
 -- Placeholders: {{database}}.
 CREATE TABLE IF NOT EXISTS {{database}}.targeted_offers (
     offer_id UInt64,
@@ -15,7 +16,7 @@ CREATE TABLE IF NOT EXISTS {{database}}.targeted_offers (
     nba_rank UInt8,
     total_value Decimal(15, 2),
     total_portfolio_value Decimal(15, 2),
-    created_at DateTime
+    created_at DateTime('UTC')
 )
 ENGINE = MergeTree()
 PARTITION BY toYYYYMM(created_at)

@@ -1,12 +1,12 @@
 -- Daily analytics slice (SPEC §8): per combined segment, the clients, their total and average
--- total_value, active clients (status Active) and new clients (registered on the date).
+-- total_value, active clients (status Active, any case) and new clients (registered on the date).
 -- Tables: marketing_clients, clients. Placeholders: {{processing_date}}.
 SELECT CAST('{{processing_date}}' AS DATE) AS analysis_date,
        m.combined_segment AS segment,
        count(*) AS clients_count,
        round(sum(m.total_value), 2) AS total_revenue,
        round(round(sum(m.total_value), 2) / count(*), 2) AS avg_revenue,
-       sum(CASE WHEN m.status = 'Active' THEN 1 ELSE 0 END) AS active_clients,
+       sum(CASE WHEN upper(m.status) = 'ACTIVE' THEN 1 ELSE 0 END) AS active_clients,
        sum(COALESCE(n.is_new, 0)) AS new_clients
 FROM marketing_clients m
 -- only the day's registrations are joined: a hash table of a few rows, not of every client

@@ -58,7 +58,7 @@ as_of AS (
 SELECT l.transaction_id, l.client_id, l.transaction_date, l.amount, l.currency,
        l.transaction_type, l.channel,
        CASE WHEN l.currency = 'RUB' THEN l.amount
-            ELSE round(l.amount * COALESCE(a.rate_value, e.rate_value), 2)
+            ELSE l.amount * COALESCE(a.rate_value, e.rate_value)
        END AS amount_rub
 FROM latest l
 LEFT JOIN as_of a ON a.currency = l.currency AND a.transaction_date = l.transaction_date

@@ -37,9 +37,16 @@ async fn amount_rub_uses_the_rate_in_force_on_the_transaction_date() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     rate_sources().write(&input);
-    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
-        .await
-        .unwrap();
+    let report = clean_csv_dir(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        &input,
+        day(DATE),
+    )
+    .await
+    .unwrap();
     ebroker::tables::partitions::register_cleaned(&wh.engine, &wh.warehouse, day(DATE))
         .await
         .unwrap();
@@ -78,9 +85,16 @@ async fn duplicates_keep_the_latest_event_then_the_later_line() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     s.write(&input);
-    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
-        .await
-        .unwrap();
+    let report = clean_csv_dir(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        &input,
+        day(DATE),
+    )
+    .await
+    .unwrap();
     ebroker::tables::partitions::register_cleaned(&wh.engine, &wh.warehouse, day(DATE))
         .await
         .unwrap();
@@ -106,9 +120,16 @@ async fn quarantine_keeps_raw_text_and_reason_and_counts_reconcile() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     s.write(&input);
-    let report = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
-        .await
-        .unwrap();
+    let report = clean_csv_dir(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        &input,
+        day(DATE),
+    )
+    .await
+    .unwrap();
     let q = report.table("clients").unwrap();
     assert_eq!((q.read, q.written, q.quarantined), (5, 1, 4));
     assert!(q.reconciles());
@@ -142,12 +163,26 @@ async fn a_rerun_replaces_the_day_exactly_once() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     rate_sources().write(&input);
-    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
-        .await
-        .unwrap();
-    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
-        .await
-        .unwrap();
+    clean_csv_dir(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        &input,
+        day(DATE),
+    )
+    .await
+    .unwrap();
+    clean_csv_dir(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        &input,
+        day(DATE),
+    )
+    .await
+    .unwrap();
     ebroker::tables::partitions::register_cleaned(&wh.engine, &wh.warehouse, day(DATE))
         .await
         .unwrap();
@@ -160,13 +195,151 @@ async fn a_rerun_replaces_the_day_exactly_once() {
 async fn missing_source_files_are_named() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("empty");
-    let err = clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
-        .await
-        .unwrap_err();
+    let err = clean_csv_dir(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        &input,
+        day(DATE),
+    )
+    .await
+    .unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("clients.csv") && text.contains("ebroker generate"),
         "{text}"
     );
     assert_eq!(err.exit_code(), 3);
+}
+
+#[tokio::test]
+async fn a_row_lost_after_parsing_fails_clean_with_exit_4_and_publishes_nothing() {
+    // An SQL override that silently drops every id ending in 7: the rows are neither
+    // written, quarantined nor duplicates, so clean must refuse the day (issue 15).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("datafusion")).unwrap();
+    let dedup = include_str!("../../sql/datafusion/clean_dedup.sql");
+    assert!(dedup.contains("WHERE dedup_rank = 1"));
+    let lossy = dedup.replace("WHERE dedup_rank = 1", "WHERE dedup_rank = 1 AND {{id}} NOT LIKE '%7'");
+    std::fs::write(dir.path().join("datafusion/clean_dedup.sql"), lossy).unwrap();
+    let wh = TestWarehouse::with_sql_dir(Some(dir.path().to_path_buf()));
+    let input = wh.input_dir("in");
+    let mut s = Sources::new();
+    s.client("CLIENT_000016")
+        .client("CLIENT_000017")
+        .client("CLIENT_000017");
+    s.write(&input);
+    let err = clean_csv_dir(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        &input,
+        day(DATE),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.exit_code(), 4, "{text}");
+    assert!(
+        text.contains("clients") && text.contains("read 3") && text.contains("written 1"),
+        "{text}"
+    );
+    let cleaned = wh
+        .warehouse
+        .local_dir(&format!("cleaned/clients/processing_date={DATE}/"))
+        .unwrap();
+    assert!(!cleaned.exists(), "nothing of the day is published");
+}
+
+#[tokio::test]
+async fn duplicates_are_counted_from_the_ids() {
+    let wh = TestWarehouse::new();
+    let input = wh.input_dir("in");
+    let mut s = Sources::new();
+    s.client("C1").client("C1").client("C1").client("C2");
+    s.write(&input);
+    let report = clean_csv_dir(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        &input,
+        day(DATE),
+    )
+    .await
+    .unwrap();
+    let clients = report.table("clients").unwrap();
+    assert_eq!((clients.read, clients.written, clients.duplicates_removed), (4, 2, 2));
+}
+
+#[tokio::test]
+async fn quoted_headers_with_a_byte_order_mark_are_accepted() {
+    let wh = TestWarehouse::new();
+    let input = wh.input_dir("in");
+    let mut s = Sources::new();
+    s.client("C1").client("C2");
+    s.write(&input);
+    let path = input.join("clients.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (header, rest) = text.split_once('\n').unwrap();
+    let quoted: Vec<String> = header.split(',').map(|n| format!(" \"{n}\" ")).collect();
+    std::fs::write(&path, format!("\u{feff}{}\r\n{rest}", quoted.join(","))).unwrap();
+    let report = clean_csv_dir(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        &input,
+        day(DATE),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.table("clients").unwrap().written, 2);
+}
+
+#[tokio::test]
+async fn hostile_values_and_records_are_quarantined_with_their_reason() {
+    let wh = TestWarehouse::with_settings(vec![("clean.max_record_bytes".into(), "4096".into())]);
+    let input = wh.input_dir("in");
+    let mut s = Sources::new();
+    s.client("C1");
+    let huge = "9".repeat(400);
+    s.line(
+        "bank_transactions",
+        format!("TXN_HUGE,C1,2024-05-01,{huge}.00,RUB,Debit,ATM"),
+    )
+    .line("bank_transactions", "TXN_OK,C1,2024-05-01,100.00,RUB,Debit,ATM")
+    .line(
+        "bank_transactions",
+        format!("TXN_LONG,C1,2024-05-01,1.00,RUB,Debit,{}", "A".repeat(5000)),
+    )
+    .line(
+        "securities_portfolios",
+        "PORT_000001,C1,Stock,X,3000000000,10.0,11.0,2024-01-01",
+    )
+    .line("client_activities", "ACT_1,C1,2024-05-01,Login,2147483648,3");
+    s.write(&input);
+    let report = clean_csv_dir(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        &input,
+        day(DATE),
+    )
+    .await
+    .unwrap();
+    let transactions = report.table("bank_transactions").unwrap();
+    assert_eq!(transactions.written, 1);
+    assert_eq!(transactions.quarantined_by_reason.get("unparsable amount"), Some(&1));
+    assert_eq!(transactions.quarantined_by_reason.get("record too long"), Some(&1));
+    let portfolios = report.table("securities_portfolios").unwrap();
+    assert_eq!(portfolios.quarantined_by_reason.get("unparsable quantity"), Some(&1));
+    let activities = report.table("client_activities").unwrap();
+    assert_eq!(
+        (activities.written, activities.nulled_unparsable.get("duration_minutes")),
+        (1, Some(&1))
+    );
 }

@@ -44,16 +44,33 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
     let input = wh.input_dir("src");
     generate_sources(&input, 20_000, 5, 0.03);
 
-    let produced = produce_csv_dir(&wh.config.kafka, &input).await.unwrap();
+    let produced = produce_csv_dir(&wh.config.kafka, &input, wh.config.clean.max_record_bytes)
+        .await
+        .unwrap();
     produced.check().unwrap();
     let outcome = ingest(&wh.config.kafka, &wh.warehouse, day(DATE), false).await.unwrap();
     assert!(outcome.ingested);
-    let report = clean_raw(&wh.engine, &wh.warehouse, &wh.sql, day(DATE)).await.unwrap();
+    let report = clean_raw(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        day(DATE),
+    )
+    .await
+    .unwrap();
 
     let from_csv = TestWarehouse::new();
-    let csv_report = clean_csv_dir(&from_csv.engine, &from_csv.warehouse, &from_csv.sql, &input, day(DATE))
-        .await
-        .unwrap();
+    let csv_report = clean_csv_dir(
+        &from_csv.engine,
+        &from_csv.warehouse,
+        &from_csv.sql,
+        from_csv.config.clean.max_record_bytes,
+        &input,
+        day(DATE),
+    )
+    .await
+    .unwrap();
     for table in TABLES {
         let sent = produced.topics.iter().find(|t| t.table == table.name).unwrap();
         let consumed = outcome.manifest.topic(table.name).unwrap().records;
@@ -105,7 +122,9 @@ async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once(
     let wh = kafka_warehouse(&prefix);
     let input = wh.input_dir("src");
     generate_sources(&input, 150_000, 6, 0.0);
-    let produced = produce_csv_dir(&wh.config.kafka, &input).await.unwrap();
+    let produced = produce_csv_dir(&wh.config.kafka, &input, wh.config.clean.max_record_bytes)
+        .await
+        .unwrap();
     produced.check().unwrap();
 
     // SIGKILL the CLI once it is writing the raw dump.
@@ -171,7 +190,9 @@ async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once(
     // More records arrive; the next date gets exactly those.
     let more = wh.input_dir("more");
     generate_sources(&more, 500, 7, 0.0);
-    let second = produce_csv_dir(&wh.config.kafka, &more).await.unwrap();
+    let second = produce_csv_dir(&wh.config.kafka, &more, wh.config.clean.max_record_bytes)
+        .await
+        .unwrap();
     second.check().unwrap();
     let next = ingest(&wh.config.kafka, &wh.warehouse, day(NEXT_DATE), false)
         .await
@@ -235,7 +256,15 @@ async fn malformed_messages_are_quarantined_with_their_reasons() {
             .unwrap();
     }
     ingest(&wh.config.kafka, &wh.warehouse, day(DATE), false).await.unwrap();
-    let report = clean_raw(&wh.engine, &wh.warehouse, &wh.sql, day(DATE)).await.unwrap();
+    let report = clean_raw(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        day(DATE),
+    )
+    .await
+    .unwrap();
     let clients = report.table("clients").unwrap();
     let expected: BTreeMap<String, u64> = [
         ("malformed record", 2),

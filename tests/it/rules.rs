@@ -10,9 +10,16 @@ const DATE: &str = "2024-06-01";
 async fn run(sources: &Sources, wh: &TestWarehouse) {
     let input = wh.input_dir("input");
     sources.write(&input);
-    clean_csv_dir(&wh.engine, &wh.warehouse, &wh.sql, &input, day(DATE))
-        .await
-        .unwrap();
+    clean_csv_dir(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        &input,
+        day(DATE),
+    )
+    .await
+    .unwrap();
     ebroker::stages::segment::segment(&wh.engine, &wh.warehouse, &wh.sql, day(DATE))
         .await
         .unwrap();

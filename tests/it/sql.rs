@@ -1,7 +1,9 @@
 //! SQL for analysts over a generated warehouse: `ebroker sql -e` in every output format with
 //! results checked against the clean report, syntax errors with their position, and the Flight
 //! SQL endpoint of `ebroker serve` queried by the Rust arrow-flight client and by the stock
-//! Python ADBC driver (`EBROKER_TEST_PYTHON`, with adbc-driver-flightsql and pyarrow).
+//! Python ADBC driver (`EBROKER_TEST_PYTHON`, with adbc-driver-flightsql and pyarrow): its
+//! catalog, its refusal of every statement that is not a query, its credentials and its
+//! bounds on time and concurrency.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -150,7 +152,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_server(wh: &TestWarehouse, port: u16, token: &str) -> Server {
+/// `ebroker serve` on `port` with `args` (flags of serve, or `--set` pairs), once it listens.
+async fn start_server(wh: &TestWarehouse, port: u16, args: &[&str]) -> Server {
     let child = Command::new(ebroker_binary())
         .args([
             "--warehouse",
@@ -158,9 +161,9 @@ async fn start_server(wh: &TestWarehouse, port: u16, token: &str) -> Server {
             "serve",
             "--port",
             &port.to_string(),
-            "--token",
-            token,
         ])
+        .args(args)
+        .env_remove("EBROKER_SERVE__TOKEN")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -180,7 +183,7 @@ async fn flight_sql_serves_the_catalog_to_the_rust_and_python_clients() {
     let (wh, report) = generated().await;
     let clients = report.table("clients").unwrap().written;
     let port = free_port();
-    let _server = start_server(&wh, port, "s3cret").await;
+    let _server = start_server(&wh, port, &["--token", "s3cret"]).await;
 
     let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
@@ -289,4 +292,216 @@ print(cur.fetch_arrow_table().column("n")[0].as_py())
         "{names}"
     );
     assert_eq!(lines.next().unwrap().trim(), clients.to_string());
+}
+
+/// What the stock Python client tries, as one JSON object: the rows of a query or the error
+/// it got, per attempt, then the catalog as DBeaver lists it (catalogs, schemas, tables,
+/// columns, table types). Arguments: the server's URI, the file a COPY would write.
+const PYTHON_ATTEMPTS: &str = r#"
+import json, sys
+import adbc_driver_flightsql.dbapi as flightsql
+from adbc_driver_flightsql import DatabaseOptions
+
+uri, copy_target = sys.argv[1], sys.argv[2]
+
+def bearer(token):
+    return lambda: flightsql.connect(uri, db_kwargs={DatabaseOptions.AUTHORIZATION_HEADER.value: "Bearer " + token})
+
+def basic(password):
+    return lambda: flightsql.connect(uri, db_kwargs={"username": "analyst", "password": password})
+
+def run(connect, sql):
+    try:
+        with connect() as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetch_arrow_table().to_pylist()
+    except Exception as e:
+        return " ".join(str(e).split())
+
+count = "SELECT count(*) AS n FROM cleaned.clients"
+result = {"before": run(bearer("s3cret"), count)}
+attacks = {
+    "create": "CREATE EXTERNAL TABLE leak (line VARCHAR) STORED AS CSV LOCATION '/etc/hostname'",
+    "copy": "COPY (SELECT * FROM cleaned.clients) TO '" + copy_target + "' STORED AS CSV",
+    "insert": "INSERT INTO cleaned.clients SELECT * FROM cleaned.clients",
+    "set": "SET datafusion.execution.batch_size = 1",
+    "drop": "DROP TABLE cleaned.clients",
+}
+for name, sql in attacks.items():
+    result[name] = run(bearer("s3cret"), sql)
+result["after"] = run(bearer("s3cret"), count)
+result["wrong_token"] = run(bearer("wrong"), "SELECT 1 AS one")
+result["basic"] = run(basic("s3cret"), "SELECT 1 AS one")
+result["wrong_password"] = run(basic("wrong"), "SELECT 1 AS one")
+with bearer("s3cret")() as conn:
+    objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
+    schemas = [s for c in objects for s in c["catalog_db_schemas"] or []]
+    tables = [(s["db_schema_name"], t) for s in schemas for t in s["db_schema_tables"] or []]
+    result["catalogs"] = [c["catalog_name"] for c in objects]
+    result["schemas"] = sorted(s["db_schema_name"] for s in schemas)
+    result["tables"] = sorted(schema + "." + t["table_name"] for schema, t in tables)
+    result["client_columns"] = sorted(
+        col["column_name"]
+        for schema, t in tables
+        if (schema, t["table_name"]) == ("cleaned", "clients")
+        for col in t["table_columns"] or []
+    )
+    result["table_types"] = conn.adbc_get_table_types()
+print(json.dumps(result))
+"#;
+
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_sql_is_read_only_and_checks_credentials_for_the_python_client() {
+    let (wh, report) = generated().await;
+    let clients = report.table("clients").unwrap().written;
+    let token_file = wh.dir.path().join("serve.token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let copy_target = wh.dir.path().join("stolen.csv");
+    let port = free_port();
+    let _server = start_server(&wh, port, &["--token-file", token_file.to_str().unwrap()]).await;
+
+    let out = Command::new(service("EBROKER_TEST_PYTHON"))
+        .args([
+            "-c",
+            PYTHON_ATTEMPTS,
+            &format!("grpc://127.0.0.1:{port}"),
+            copy_target.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the Python ADBC client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for attack in ["create", "copy", "insert", "set", "drop"] {
+        let said = result[attack].as_str().unwrap_or_default();
+        assert!(
+            said.contains("read-only") && said.contains("only SELECT, SHOW and EXPLAIN queries are allowed"),
+            "{attack} was not refused as read-only: {}",
+            result[attack]
+        );
+    }
+    assert!(!copy_target.exists(), "COPY wrote {}", copy_target.display());
+    let count = serde_json::json!([{ "n": clients }]);
+    assert_eq!((&result["before"], &result["after"]), (&count, &count), "{result}");
+
+    let refused = |key: &str, expected: &str| {
+        let said = result[key].as_str().unwrap_or_default();
+        assert!(said.contains(expected), "{key}: {}", result[key]);
+    };
+    refused("wrong_token", "Bearer <token>");
+    refused("wrong_password", "wrong credentials");
+    assert_eq!(
+        result["basic"],
+        serde_json::json!([{ "one": 1 }]),
+        "the Basic handshake"
+    );
+
+    assert!(!result["catalogs"].as_array().unwrap().is_empty(), "{result}");
+    let listed = |key: &str, name: &str| result[key].as_array().unwrap().iter().any(|v| v == name);
+    for schema in ["raw", "quarantine", "cleaned", "marts"] {
+        assert!(listed("schemas", schema), "{schema} not in {}", result["schemas"]);
+    }
+    for table in ["cleaned.clients", "marts.targeted_offers", "quarantine.payments"] {
+        assert!(listed("tables", table), "{table} not in {}", result["tables"]);
+    }
+    assert!(listed("client_columns", "client_id"), "{}", result["client_columns"]);
+    assert_eq!(result["table_types"], serde_json::json!(["TABLE"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_sql_bounds_the_time_and_number_of_queries() {
+    let wh = TestWarehouse::new();
+    let port = free_port();
+    let settings = [
+        "--set",
+        "serve.query_timeout_secs=5",
+        "--set",
+        "serve.max_concurrent_queries=1",
+    ];
+    let _server = start_server(&wh, port, &settings).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = FlightSqlServiceClient::new(channel);
+    let slow = client
+        .execute(
+            "SELECT max(value % 7) AS m FROM generate_series(1, 100000000000)".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let quick = client.execute("SELECT 1 AS one".into(), None).await.unwrap();
+    let quick_ticket = quick.endpoint[0].ticket.clone().unwrap();
+
+    let started = Instant::now();
+    let running = client.do_get(slow.endpoint[0].ticket.clone().unwrap()).await.unwrap();
+    let Err(second) = client.do_get(quick_ticket.clone()).await else {
+        panic!("a second query ran beside the first")
+    };
+    assert!(second.to_string().contains("serve.max_concurrent_queries"), "{second}");
+    let Err(stopped) = running.try_collect::<Vec<_>>().await else {
+        panic!("the slow query finished within its 5 s")
+    };
+    assert!(stopped.to_string().contains("serve.query_timeout_secs"), "{stopped}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+
+    let batches: Vec<_> = client.do_get(quick_ticket).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(
+        ebroker_integration::to_strings(&batches),
+        vec![vec!["1".to_string()]],
+        "the slot is free again"
+    );
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_a_token() {
+    let wh = TestWarehouse::new();
+    let mut config = wh.config.clone();
+    config.serve.host = "0.0.0.0".into();
+    let Err(err) = ebroker::cli::flight::ServeSettings::from_config(&config.serve) else {
+        panic!("0.0.0.0 without a token was accepted")
+    };
+    assert_eq!(err.exit_code(), 2);
+    let text = err.to_string();
+    assert!(
+        text.contains("0.0.0.0") && text.contains("serve.token") && text.contains("--token-file"),
+        "{text}"
+    );
+
+    let mut child = Command::new(ebroker_binary())
+        .args(["--warehouse", &wh.config.warehouse.root, "serve", "--host", "0.0.0.0"])
+        .args(["--port", &free_port().to_string()])
+        .env_remove("EBROKER_SERVE__TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ebroker serve --host 0.0.0.0 without a token is still running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("0.0.0.0") && stderr.contains("--token-file"),
+        "{stderr}"
+    );
 }

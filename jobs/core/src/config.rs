@@ -17,8 +17,8 @@ pub const DEFAULT_FILE: &str = "ebroker.toml";
 /// Environment variables with this prefix override keys: `EBROKER_ENGINE__MEMORY_LIMIT=2GiB`.
 pub const ENV_PREFIX: &str = "EBROKER_";
 
-/// The whole effective configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The whole effective configuration. Its `Debug` is the masked TOML (no secret printed).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub warehouse: WarehouseConfig,
@@ -26,6 +26,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub generate: GenerateConfig,
     pub run: RunConfig,
+    pub clean: CleanConfig,
     pub sql: SqlConfig,
     pub kafka: KafkaConfig,
     pub greenplum: GreenplumConfig,
@@ -34,14 +35,79 @@ pub struct Config {
 }
 
 /// The Flight SQL endpoint of `ebroker serve`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeConfig {
     /// Address to listen on; 127.0.0.1 keeps it on this machine.
     pub host: String,
     pub port: u16,
-    /// Bearer token clients must send; empty = no authentication. Masked by `config show`.
+    /// Bearer token clients must send; empty = no authentication, which only a loopback
+    /// `host` may run without. Masked by `config show`.
     pub token: String,
+    /// File whose content (trimmed) is the token; when set it replaces `token`. Empty = none.
+    pub token_file: String,
+    /// PEM file of the server's certificate (chain); with `tls_key`, clients connect over TLS.
+    /// Both empty = plaintext.
+    pub tls_cert: String,
+    /// PEM file of the private key of `tls_cert`.
+    pub tls_key: String,
+    /// Upper bound on one query, in seconds (1 to 86400).
+    pub query_timeout_secs: u64,
+    /// Memory budget of one query, with a unit (`256MiB`, `1GiB`); in-process only.
+    pub query_memory_limit: String,
+    /// Queries that may run at once (1 to 1024); one more is refused.
+    pub max_concurrent_queries: usize,
+}
+
+impl ServeConfig {
+    /// The memory budget of one query in bytes.
+    pub fn query_memory_limit_bytes(&self) -> Result<usize> {
+        parse_byte_size(&self.query_memory_limit)
+            .filter(|bytes| *bytes > 0)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "serve.query_memory_limit = {:?} is not a size; write it like 256MiB, 1GiB or 268435456",
+                    self.query_memory_limit
+                ))
+            })
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.host.parse::<std::net::IpAddr>().is_err() {
+            return Err(Error::Config(format!(
+                "serve.host = {:?} is not an IP address; use 127.0.0.1, or 0.0.0.0 for every interface",
+                self.host
+            )));
+        }
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            return Err(Error::Config(format!(
+                "serve.tls_cert = {:?} and serve.tls_key = {:?}: TLS needs both PEM files (or neither, for plaintext)",
+                self.tls_cert, self.tls_key
+            )));
+        }
+        if !(1..=86_400).contains(&self.query_timeout_secs) {
+            return Err(Error::Config(format!(
+                "serve.query_timeout_secs = {} is outside 1..86400; use e.g. 300",
+                self.query_timeout_secs
+            )));
+        }
+        if !(1..=1024).contains(&self.max_concurrent_queries) {
+            return Err(Error::Config(format!(
+                "serve.max_concurrent_queries = {} is outside 1..1024; use e.g. 4",
+                self.max_concurrent_queries
+            )));
+        }
+        self.query_memory_limit_bytes().map(|_| ())
+    }
+}
+
+/// How records are read before cleaning (docs/SPEC.md §4).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanConfig {
+    /// The longest record (CSV line or Kafka message value) parsed, in bytes; a longer one is
+    /// quarantined as `record too long`. 1 KiB to 256 MiB.
+    pub max_record_bytes: usize,
 }
 
 /// Where the warehouse lives.
@@ -120,7 +186,7 @@ impl SqlConfig {
 }
 
 /// The Kafka cluster the seven topics live on (SPEC §2, §3 produce and ingest).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port...]`; empty = Kafka is not used.
@@ -185,7 +251,7 @@ pub enum GreenplumFlavour {
 }
 
 /// The Greenplum (or PostgreSQL) target of SPEC §7.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GreenplumConfig {
     /// Host; empty = no Greenplum target. Also read from GPHOST.
@@ -196,6 +262,8 @@ pub struct GreenplumConfig {
     pub user: String,
     /// Password (GPPASSWORD); never logged.
     pub password: String,
+    /// A file holding the password (first line), read instead of `password` when set.
+    pub password_file: String,
     /// Database (GPDATABASE).
     pub database: String,
     /// Schema the tables live in (a plain identifier).
@@ -252,7 +320,7 @@ impl GreenplumConfig {
 }
 
 /// The ClickHouse target of SPEC §8 (marketing marts, daily analytics, reports).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClickHouseConfig {
     /// HTTP endpoint (`http://host:8123`, or `https://` for TLS); empty = no ClickHouse target.
@@ -260,6 +328,8 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// Never logged; masked by `ebroker config show`.
     pub password: String,
+    /// A file holding the password (first line), read instead of `password` when set.
+    pub password_file: String,
     /// Database of the tables (a plain identifier).
     pub database: String,
     /// Rows per INSERT (10,000 to 1,000,000).
@@ -277,10 +347,16 @@ impl ClickHouseConfig {
     }
 
     fn validate(&self) -> Result<()> {
+        if url::Url::parse(&self.url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some()) {
+            return Err(Error::Config(format!(
+                "clickhouse.url = {:?} holds credentials, which would reach logs and process listings; remove them and set clickhouse.user and clickhouse.password_file (or EBROKER_CLICKHOUSE__PASSWORD)",
+                crate::secrets::redact_urls(&self.url)
+            )));
+        }
         if self.enabled() && !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return Err(Error::Config(format!(
                 "clickhouse.url = {:?} is not an HTTP endpoint; use http://host:8123 (or https:// for TLS)",
-                self.url
+                crate::secrets::redact_urls(&self.url)
             )));
         }
         if !is_plain_identifier(&self.database) {
@@ -315,9 +391,6 @@ const GREENPLUM_ENV: [(&str, &str); 5] = [
     ("GPPASSWORD", "password"),
     ("GPDATABASE", "database"),
 ];
-
-/// Keys whose values are secrets and are masked by [`Config::to_masked_toml`].
-const SECRET_MARKERS: [&str; 4] = ["password", "secret", "token", "access_key"];
 
 impl Config {
     /// Loads the layered configuration. `file` is an explicit `--config` (which must exist);
@@ -361,11 +434,19 @@ impl Config {
         for (key, value) in overrides {
             set_dotted(&mut merged, key, value, &format!("flag `{key}`"))?;
         }
-        let config: Config = toml::Value::Table(merged)
+        let mut config: Config = toml::Value::Table(merged)
             .try_into()
             .map_err(|e| Error::Config(format!("{e} (see `ebroker config show` for the known keys)")))?;
+        config.read_password_files()?;
         config.validate()?;
         Ok(config)
+    }
+
+    fn read_password_files(&mut self) -> Result<()> {
+        let gp = &mut self.greenplum;
+        read_secret_file("greenplum.password_file", &gp.password_file, &mut gp.password)?;
+        let ch = &mut self.clickhouse;
+        read_secret_file("clickhouse.password_file", &ch.password_file, &mut ch.password)
     }
 
     /// Checks every value; the message names the key, the bad value and the fix.
@@ -374,6 +455,12 @@ impl Config {
             return Err(Error::Config(
                 "warehouse.root is empty; set it to a path or URL such as ./warehouse".into(),
             ));
+        }
+        if url::Url::parse(&self.warehouse.root).is_ok_and(|u| u.password().is_some()) {
+            return Err(Error::Config(format!(
+                "warehouse.root = {:?} holds a password, which would reach logs; give the store's credentials in its environment (e.g. AWS_SECRET_ACCESS_KEY, a Kerberos ticket) instead",
+                crate::secrets::redact_urls(&self.warehouse.root)
+            )));
         }
         if self.warehouse.clients_per_bucket == 0 {
             return Err(Error::Config(
@@ -406,15 +493,16 @@ impl Config {
                 "generate.clients = 0; generate at least one client".into(),
             ));
         }
+        if !(1 << 10..=256 << 20).contains(&self.clean.max_record_bytes) {
+            return Err(Error::Config(format!(
+                "clean.max_record_bytes = {} is out of range; use 1024 to 268435456 (the default is 1048576, 1 MiB)",
+                self.clean.max_record_bytes
+            )));
+        }
         self.kafka.validate()?;
         self.greenplum.validate()?;
         self.clickhouse.validate()?;
-        if self.serve.host.parse::<std::net::IpAddr>().is_err() {
-            return Err(Error::Config(format!(
-                "serve.host = {:?} is not an IP address; use 127.0.0.1, or 0.0.0.0 for every interface",
-                self.serve.host
-            )));
-        }
+        self.serve.validate()?;
         Ok(())
     }
 
@@ -444,10 +532,44 @@ impl Config {
     /// The effective configuration as TOML, with secrets replaced by `****`.
     pub fn to_masked_toml(&self) -> String {
         let mut value = toml::Value::try_from(self).expect("config serialises to TOML");
-        mask_secrets(&mut value);
+        crate::secrets::mask_toml(&mut value);
         toml::to_string_pretty(&value).expect("config serialises to TOML")
     }
 }
+
+/// Replaces `secret` by the first line of `file` when `file` (the value of `key`) is set, so
+/// that secrets need not be in argv, the environment or a config file.
+pub fn read_secret_file(key: &str, file: &str, secret: &mut String) -> Result<()> {
+    if file.is_empty() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::Config(format!(
+            "{key} = {file:?} cannot be read ({e}); point it at a readable file holding only the secret"
+        ))
+    })?;
+    let value = text.lines().next().unwrap_or_default().trim_end();
+    if value.is_empty() {
+        return Err(Error::Config(format!(
+            "{key} = {file:?} is empty; write the secret on its first line"
+        )));
+    }
+    *secret = value.to_string();
+    Ok(())
+}
+
+/// `Debug` as the masked TOML of the value: configuration never prints a secret.
+macro_rules! debug_as_masked_toml {
+    ($($section:ty),*) => {$(
+        impl std::fmt::Debug for $section {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&crate::secrets::masked_toml(self))
+            }
+        }
+    )*};
+}
+
+debug_as_masked_toml!(Config, KafkaConfig, GreenplumConfig, ClickHouseConfig, ServeConfig);
 
 fn read_file_layer(file: Option<&Path>) -> Result<Option<toml::Table>> {
     let path = match file {
@@ -473,16 +595,25 @@ fn merge(base: &mut toml::Table, layer: toml::Table) {
 }
 
 /// Sets `section.key` to `raw`, typed like TOML (`2`, `true`, `0.5`) or else as a string.
+/// A secret (a password or token, see [`crate::secrets`]) is always taken as the string it
+/// is: `12345` stays `"12345"`, and its value never appears in a type error.
 fn set_dotted(table: &mut toml::Table, dotted: &str, raw: &str, origin: &str) -> Result<()> {
     let (section, key) = dotted.split_once('.').ok_or_else(|| {
         Error::Config(format!(
             "{origin}: `{dotted}` is not section.key (e.g. engine.memory_limit)"
         ))
     })?;
-    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let typed = || {
+        toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+    };
+    let value = match crate::secrets::is_secret_key(key) {
+        // A quoted secret is the string inside the quotes; anything else is taken as written.
+        true => typed().filter(toml::Value::is_str),
+        false => typed(),
+    }
+    .unwrap_or_else(|| toml::Value::String(raw.to_string()));
     let section_table = table
         .entry(section.to_string())
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -492,20 +623,6 @@ fn set_dotted(table: &mut toml::Table, dotted: &str, raw: &str, origin: &str) ->
             Ok(())
         }
         _ => Err(Error::Config(format!("{origin}: `{section}` is not a section"))),
-    }
-}
-
-fn mask_secrets(value: &mut toml::Value) {
-    if let toml::Value::Table(table) = value {
-        for (key, v) in table.iter_mut() {
-            if SECRET_MARKERS.iter().any(|m| key.contains(m)) {
-                if matches!(v, toml::Value::String(s) if !s.is_empty()) {
-                    *v = toml::Value::String("****".into());
-                }
-            } else {
-                mask_secrets(v);
-            }
-        }
     }
 }
 
@@ -589,10 +706,39 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_masked() {
-        let mut v: toml::Value = toml::from_str("[db]\npassword = \"hunter2\"\nuser = \"u\"").unwrap();
-        mask_secrets(&mut v);
-        let s = toml::to_string(&v).unwrap();
-        assert!(!s.contains("hunter2") && s.contains("****") && s.contains("\"u\""));
+    fn secrets_from_the_environment_stay_strings_and_never_print() {
+        let env = vec![
+            ("EBROKER_SERVE__TOKEN".to_string(), "12345".to_string()),
+            ("EBROKER_CLICKHOUSE__PASSWORD".to_string(), "true".to_string()),
+        ];
+        let c = Config::load_from(None, &env, &[]).unwrap();
+        assert_eq!(
+            (c.serve.token.as_str(), c.clickhouse.password.as_str()),
+            ("12345", "true")
+        );
+        let shown = format!("{}\n{c:?}", c.to_masked_toml());
+        assert!(!shown.contains("12345") && !shown.contains("= true\n"), "{shown}");
+    }
+
+    #[test]
+    fn passwords_are_read_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gp.pass");
+        std::fs::write(&file, "s3cr3t\n").unwrap();
+        let flags = vec![(
+            "greenplum.password_file".to_string(),
+            format!("{:?}", file.display().to_string()),
+        )];
+        let c = Config::load_from(None, &[], &flags).unwrap();
+        assert_eq!(c.greenplum.password, "s3cr3t");
+        let flags = vec![(
+            "clickhouse.password_file".to_string(),
+            "\"/nonexistent/ch.pass\"".to_string(),
+        )];
+        let err = Config::load_from(None, &[], &flags).unwrap_err().to_string();
+        assert!(
+            err.contains("/nonexistent/ch.pass") && err.contains("clickhouse.password_file"),
+            "{err}"
+        );
     }
 }

@@ -131,7 +131,7 @@ impl Error {
 
     /// Wraps an object-store error with the URL it happened on.
     pub fn storage(url: impl Into<String>) -> impl FnOnce(object_store::Error) -> Error {
-        let url = url.into();
+        let url = crate::secrets::redact_urls(&url.into());
         move |source| Error::Storage { url, source }
     }
 

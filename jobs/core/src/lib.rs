@@ -5,6 +5,7 @@
 //! Modules, from the bottom up (each imports only those before it):
 //! - [`error`] — the one error type and its exit codes.
 //! - [`date`] — [`ProcessingDate`], validated once at the edge.
+//! - [`secrets`] — which keys are secrets, masking, credentials stripped from URLs.
 //! - [`config`] — layered configuration (defaults < file < `EBROKER_*` env < flags).
 //! - [`schema`] — the source, cleaned and mart tables as data (docs/SPEC.md §2, §5, §6, §8).
 //! - [`formats`] — strict field parsing, CSV record lines, the Kafka JSON message format,
@@ -27,6 +28,7 @@ pub mod progress;
 pub mod resources;
 pub mod retry;
 pub mod schema;
+pub mod secrets;
 pub mod sql;
 pub mod tables;
 pub mod text;

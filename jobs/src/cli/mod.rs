@@ -176,15 +176,20 @@ pub struct SqlArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (default serve.host, 127.0.0.1).
+    /// Address to listen on (default serve.host, 127.0.0.1). Any other than a loopback address
+    /// needs a token.
     #[arg(long)]
     pub host: Option<String>,
     /// Port (default serve.port, 50070).
     #[arg(long)]
     pub port: Option<u16>,
-    /// Bearer token clients must send (default serve.token; empty = none).
-    #[arg(long, env = "EBROKER_SERVE__TOKEN", hide_env_values = true)]
+    /// Bearer token clients must send (default serve.token; empty = none). Every user of this
+    /// machine sees it in `ps`: prefer --token-file or EBROKER_SERVE__TOKEN.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
     pub token: Option<String>,
+    /// File whose content (trimmed) is the bearer token (default serve.token_file).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +272,7 @@ async fn run_stage(global: &GlobalArgs, invocation: StageInvocation) -> Result<(
 async fn run_command(global: &GlobalArgs, command: Command) -> Result<()> {
     let overrides = match &command {
         Command::Run(args) => generator_overrides(args),
+        Command::Serve(args) => serve_overrides(args),
         _ => Vec::new(),
     };
     let config = load_config(global, &overrides)?;
@@ -301,15 +307,11 @@ async fn run_command(global: &GlobalArgs, command: Command) -> Result<()> {
             }
         }
         Command::Sql(args) => sql(&config, args).await,
-        Command::Serve(args) => {
+        Command::Serve(_) => {
+            let settings = flight::ServeSettings::from_config(&config.serve)?;
             let (engine, warehouse) = open(&config).await?;
-            let host = args.host.unwrap_or(config.serve.host.clone());
-            let address: std::net::SocketAddr = format!("{host}:{}", args.port.unwrap_or(config.serve.port))
-                .parse()
-                .map_err(|_| Error::Usage(format!("--host {host:?} is not an IP address")))?;
-            let token = args.token.or(Some(config.serve.token.clone()));
-            let service = flight::WarehouseFlightSql::new(engine, &warehouse, token).await?;
-            flight::serve(service, address).await
+            let service = flight::WarehouseFlightSql::new(engine, &warehouse, &settings).await?;
+            flight::serve(service, settings).await
         }
         Command::Run(args) => run(config, args).await,
     }
@@ -326,6 +328,27 @@ fn generator_overrides(args: &RunArgs) -> Vec<(String, String)> {
     }
     if let Some(dirty) = args.dirty {
         overrides.push(("generate.dirty".into(), format!("{dirty:?}")));
+    }
+    overrides
+}
+
+/// `--host/--port/--token/--token-file` of `ebroker serve`, as configuration overrides. A
+/// token is passed as it is (secrets are never typed); `--token` also clears serve.token_file,
+/// which would otherwise replace it.
+fn serve_overrides(args: &ServeArgs) -> Vec<(String, String)> {
+    let mut overrides = Vec::new();
+    if let Some(host) = &args.host {
+        overrides.push(("serve.host".into(), format!("{host:?}")));
+    }
+    if let Some(port) = args.port {
+        overrides.push(("serve.port".into(), port.to_string()));
+    }
+    if let Some(token) = &args.token {
+        overrides.push(("serve.token".into(), token.clone()));
+        overrides.push(("serve.token_file".into(), "\"\"".into()));
+    }
+    if let Some(file) = &args.token_file {
+        overrides.push(("serve.token_file".into(), format!("{:?}", file.display().to_string())));
     }
     overrides
 }

@@ -45,7 +45,7 @@ impl Stage for Produce {
                 out
             }
         };
-        let report = produce_csv_dir(&ctx.config.kafka, &input).await?;
+        let report = produce_csv_dir(&ctx.config.kafka, &input, ctx.config.clean.max_record_bytes).await?;
         report.check()?;
         let summary = format!("{}peak RSS {}\n", report.render(), crate::resources::peak_rss_text());
         Ok(StageReport {

@@ -177,14 +177,19 @@ fn count_of(batches: &[RecordBatch]) -> u64 {
 
 /// A single integer from the first row and column of a query result.
 pub fn scalar_u64(batches: &[RecordBatch]) -> u64 {
+    first_row_u64(batches, 0)
+}
+
+/// The integer in `column` of the first row of a query result (0 when there is none).
+pub fn first_row_u64(batches: &[RecordBatch], column: usize) -> u64 {
     use datafusion::arrow::array::Array;
     use datafusion::arrow::compute::cast;
     use datafusion::arrow::datatypes::DataType;
     batches
         .iter()
-        .find(|b| b.num_rows() > 0)
+        .find(|b| b.num_rows() > 0 && b.num_columns() > column)
         .and_then(|b| {
-            let col = cast(b.column(0), &DataType::UInt64).ok()?;
+            let col = cast(b.column(column), &DataType::UInt64).ok()?;
             let col = col
                 .as_any()
                 .downcast_ref::<datafusion::arrow::array::UInt64Array>()?

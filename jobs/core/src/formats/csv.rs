@@ -32,18 +32,23 @@ pub fn source_files(input: &Path) -> Result<Vec<(&'static Table, PathBuf)>> {
 }
 
 /// The record lines of one source CSV file: the header is checked, blank lines skipped,
-/// and every byte read is reported to the progress bar.
+/// and every byte read is reported to the progress bar. A line is kept up to the record size
+/// limit (plus its terminator) and the rest of it is skipped, so a file without line breaks
+/// cannot exhaust memory: the record comes out longer than the limit, truncated, and the
+/// parser quarantines it as too long.
 pub struct CsvRecords<'a> {
     table: &'static Table,
     path: &'a Path,
     reader: std::io::BufReader<std::fs::File>,
     line: Vec<u8>,
     line_number: i64,
+    kept_bytes: usize,
     bar: &'a ProgressBar,
 }
 
 impl<'a> CsvRecords<'a> {
-    pub fn open(table: &'static Table, path: &'a Path, bar: &'a ProgressBar) -> Result<Self> {
+    /// Opens `path`; lines longer than `max_record_bytes` are cut just past the limit.
+    pub fn open(table: &'static Table, path: &'a Path, max_record_bytes: usize, bar: &'a ProgressBar) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(Error::io(path))?;
         let reader = std::io::BufReader::with_capacity(1 << 20, file);
         Ok(CsvRecords {
@@ -52,6 +57,7 @@ impl<'a> CsvRecords<'a> {
             reader,
             line: Vec::with_capacity(256),
             line_number: 0,
+            kept_bytes: max_record_bytes.saturating_add(2),
             bar,
         })
     }
@@ -59,15 +65,9 @@ impl<'a> CsvRecords<'a> {
     /// The next record line (without its terminator) and its line number.
     pub fn next_record(&mut self) -> Result<Option<(i64, &[u8])>> {
         loop {
-            self.line.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.line)
-                .map_err(Error::io(self.path))?;
-            if n == 0 {
+            if !self.read_line()? {
                 return Ok(None);
             }
-            self.bar.inc(n as u64);
             self.line_number += 1;
             let record = strip_terminator(&self.line);
             if self.line_number == 1 {
@@ -79,6 +79,31 @@ impl<'a> CsvRecords<'a> {
             }
         }
     }
+
+    /// Reads one line into `self.line`, keeping at most `kept_bytes` of it; `false` at the end.
+    fn read_line(&mut self) -> Result<bool> {
+        self.line.clear();
+        let mut consumed = 0usize;
+        loop {
+            let buffer = self.reader.fill_buf().map_err(Error::io(self.path))?;
+            if buffer.is_empty() {
+                return Ok(consumed > 0);
+            }
+            let (chunk, ends) = match memchr::memchr(b'\n', buffer) {
+                Some(i) => (&buffer[..=i], true),
+                None => (buffer, false),
+            };
+            let room = self.kept_bytes.saturating_sub(self.line.len());
+            self.line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            let n = chunk.len();
+            self.reader.consume(n);
+            self.bar.inc(n as u64);
+            consumed += n;
+            if ends {
+                return Ok(true);
+            }
+        }
+    }
 }
 
 fn strip_terminator(line: &[u8]) -> &[u8] {
@@ -86,19 +111,85 @@ fn strip_terminator(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// Checks the header line as a CSV record (RFC 4180): a UTF-8 byte-order mark, quoted names
+/// (`"client_id","client_name",...`, as pandas, pyarrow and Spark's quoteAll write them) and
+/// whitespace around names are accepted; the names and their order must be the table's.
 fn check_header(table: &Table, path: &Path, line: &[u8]) -> Result<()> {
     let found = String::from_utf8_lossy(line);
-    let found = found.trim_start_matches('\u{feff}');
-    let normalised: Vec<&str> = found.split(',').map(fields::trim).collect();
-    if normalised.join(",") != table.header() {
-        return Err(Error::Input {
-            path: path.display().to_string(),
-            message: format!(
-                "header is {found:?}; the {} table needs exactly {:?}",
-                table.name,
-                table.header()
-            ),
-        });
+    let record = found.strip_prefix('\u{feff}').unwrap_or(&found);
+    // Column names hold no comma or quote, so a header is its comma-separated names, each
+    // trimmed and then, if quoted, unquoted (whitespace outside the quotes is tolerated too).
+    let names = record.split(',').map(|name| {
+        let name = fields::trim(name);
+        let unquoted = name.strip_prefix('"').and_then(|n| n.strip_suffix('"'));
+        fields::trim(unquoted.unwrap_or(name))
+    });
+    if names.eq(table.header().split(',')) {
+        return Ok(());
     }
-    Ok(())
+    Err(Error::Input {
+        path: path.display().to_string(),
+        message: format!(
+            "header is {found:?}; the {} table needs the columns {:?} in this order (quoted or not)",
+            table.name,
+            table.header()
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::CLIENTS;
+
+    fn header(line: &str) -> Result<()> {
+        check_header(&CLIENTS, Path::new("clients.csv"), line.as_bytes())
+    }
+
+    #[test]
+    fn long_lines_are_cut_past_the_limit_and_the_next_line_is_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clients.csv");
+        let long = "x".repeat(5000);
+        std::fs::write(&path, format!("{}\r\n{long}\nshort\r\n\n{long}", CLIENTS.header())).unwrap();
+        let bar = ProgressBar::hidden();
+        let mut records = CsvRecords::open(&CLIENTS, &path, 100, &bar).unwrap();
+        let (n, record) = records.next_record().unwrap().unwrap();
+        assert_eq!((n, record.len()), (2, 102), "cut past the limit");
+        let (n, record) = records.next_record().unwrap().unwrap();
+        assert_eq!((n, record), (3, &b"short"[..]));
+        let (n, record) = records.next_record().unwrap().unwrap();
+        assert_eq!((n, record.len()), (5, 102), "a last line without a terminator");
+        assert!(records.next_record().unwrap().is_none());
+        assert_eq!(bar.position(), std::fs::metadata(&path).unwrap().len());
+    }
+
+    #[test]
+    fn headers_are_read_as_csv_records() {
+        let plain = CLIENTS.header();
+        let quoted: Vec<String> = plain.split(',').map(|n| format!("\"{n}\"")).collect();
+        let spaced: Vec<String> = plain.split(',').map(|n| format!(" {n}\t")).collect();
+        let spaced_quoted: Vec<String> = plain.split(',').map(|n| format!(" \"{n}\" ")).collect();
+        for line in [
+            plain.to_string(),
+            quoted.join(","),
+            format!("\u{feff}{}", quoted.join(",")),
+            format!("\u{feff}{plain}"),
+            spaced.join(","),
+            format!("\u{feff}{}", spaced_quoted.join(",")),
+            format!("{plain}\r"),
+        ] {
+            assert!(header(&line).is_ok(), "{line:?} is a valid header");
+        }
+    }
+
+    #[test]
+    fn wrong_headers_name_the_table_and_the_columns() {
+        let plain = CLIENTS.header();
+        let reordered = plain.replacen("client_id,client_name", "client_name,client_id", 1);
+        for line in [reordered.as_str(), "\"client_id,client_name\"", "\"client_id", ""] {
+            let err = header(line).unwrap_err().to_string();
+            assert!(err.contains("clients") && err.contains(&plain), "{err}");
+        }
+    }
 }

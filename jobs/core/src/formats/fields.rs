@@ -87,17 +87,19 @@ fn quoted_field(line: &str, start: usize) -> Option<(Cow<'_, str>, usize)> {
     None
 }
 
-/// An integer: digits with an optional sign.
+/// An integer: digits with an optional sign, within a signed 32-bit integer (SPEC §4:
+/// `3000000000` is unparsable). Returned widened, as the cleaned tables store it.
 pub fn parse_int(s: &str) -> Option<i64> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    s.parse().ok()
+    s.parse::<i32>().ok().map(i64::from)
 }
 
 /// A decimal in plain notation: optional sign, digits, optional fraction. No exponent,
-/// no `inf`/`nan`, at least one digit before or after the point.
+/// no `inf`/`nan`, at least one digit before or after the point, and finite as a double
+/// (SPEC §4: a 400-digit amount is unparsable, not infinite).
 pub fn parse_decimal(s: &str) -> Option<f64> {
     let body = s.strip_prefix(['+', '-']).unwrap_or(s);
     let (int, frac) = body.split_once('.').unwrap_or((body, ""));
@@ -105,7 +107,7 @@ pub fn parse_decimal(s: &str) -> Option<f64> {
     if (int.is_empty() && frac.is_empty()) || !all_digits(int) || !all_digits(frac) {
         return None;
     }
-    s.parse().ok()
+    s.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 /// A date `YYYY-MM-DD` that exists in the calendar, as days since 1970-01-01.
@@ -185,6 +187,11 @@ mod tests {
         assert_eq!(parse_int("1.5"), None);
         assert_eq!(parse_int("1e3"), None);
         assert_eq!(parse_int(""), None);
+        assert_eq!(parse_int("2147483647"), Some(2_147_483_647));
+        assert_eq!(parse_int("-2147483648"), Some(-2_147_483_648));
+        assert_eq!(parse_int("2147483648"), None);
+        assert_eq!(parse_int("3000000000"), None);
+        assert_eq!(parse_int("-2147483649"), None);
         assert_eq!(parse_decimal("100.25"), Some(100.25));
         assert_eq!(parse_decimal("-3"), Some(-3.0));
         assert_eq!(parse_decimal(".5"), Some(0.5));
@@ -194,6 +201,10 @@ mod tests {
         assert_eq!(parse_decimal("12,5"), None);
         assert_eq!(parse_decimal("."), None);
         assert_eq!(parse_decimal("abc"), None);
+        let huge = "9".repeat(400);
+        assert_eq!(parse_decimal(&huge), None, "a 400-digit amount is not finite");
+        assert_eq!(parse_decimal(&format!("-{huge}.5")), None);
+        assert!(parse_decimal(&"9".repeat(300)).is_some_and(f64::is_finite));
     }
 
     #[test]

@@ -6,3 +6,6 @@ pub mod csv;
 pub mod fields;
 pub mod kafka_json;
 pub mod record;
+
+#[cfg(test)]
+mod mutations;

@@ -22,6 +22,24 @@ use crate::schema::{quarantine_schema, Column, Kind, Normalise, Table};
 /// The quarantine reason of a line that is not a record at all.
 pub const MALFORMED: &str = "malformed record";
 
+/// The quarantine reason of a record longer than the configured maximum
+/// (`clean.max_record_bytes`); its quarantine row keeps the first [`TOO_LONG_KEPT_BYTES`].
+pub const TOO_LONG: &str = "record too long";
+
+/// The default maximum record size: 1 MiB, Kafka's default maximum message size.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// How much of a too-long record its quarantine row keeps (the whole record stays in the
+/// source file or the raw zone, at the quarantine row's position).
+pub const TOO_LONG_KEPT_BYTES: usize = 4096;
+
+/// A batch is handed on when it holds this many rows...
+const BATCH_ROWS: usize = 65_536;
+
+/// ...or this many bytes of records: Arrow's string and binary arrays have 32-bit offsets
+/// (2 GiB per array), and memory stays bounded whatever the size of the records.
+const BATCH_BYTES: usize = 16 << 20;
+
 /// Counts of one table's parse, reported in the data-quality summary.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParseCounts {
@@ -212,18 +230,23 @@ pub struct RecordParser {
     columns: Vec<ColumnBuilder>,
     arrival: Int64Builder,
     rows: usize,
+    bytes: usize,
+    max_record_bytes: usize,
     quarantine: QuarantineBuilder,
     counts: ParseCounts,
 }
 
 impl RecordParser {
-    pub fn new(table: &'static Table) -> Self {
+    /// A parser of `table`'s records that quarantines records over `max_record_bytes`.
+    pub fn new(table: &'static Table, max_record_bytes: usize) -> Self {
         RecordParser {
             table,
             check_order: table.required_check_order(),
             columns: table.columns.iter().map(|c| ColumnBuilder::new(c.kind)).collect(),
             arrival: Int64Builder::new(),
             rows: 0,
+            bytes: 0,
+            max_record_bytes,
             quarantine: QuarantineBuilder::new(),
             counts: ParseCounts::default(),
         }
@@ -233,9 +256,10 @@ impl RecordParser {
         self.table
     }
 
-    /// Rows buffered (typed plus quarantined) since the last [`RecordParser::finish_batches`].
-    pub fn buffered(&self) -> usize {
-        self.rows + self.quarantine.len
+    /// Whether the rows buffered since the last [`RecordParser::finish_batches`] (typed plus
+    /// quarantined) make a full batch, by count or by bytes.
+    pub fn batch_full(&self) -> bool {
+        self.rows + self.quarantine.len >= BATCH_ROWS || self.bytes >= BATCH_BYTES
     }
 
     pub fn counts(&self) -> &ParseCounts {
@@ -246,6 +270,10 @@ impl RecordParser {
     /// line number); `source` names where it came from.
     pub fn push_csv_line(&mut self, line: &[u8], position: i64, source: &str) {
         self.counts.read += 1;
+        if line.len() > self.max_record_bytes {
+            return self.reject_too_long(source, position, line);
+        }
+        self.bytes += line.len();
         let Ok(text) = std::str::from_utf8(line) else {
             return self.reject(source, position, MALFORMED, line);
         };
@@ -268,6 +296,10 @@ impl RecordParser {
     pub fn push_json_message(&mut self, value: Option<&[u8]>, position: i64, source: &str) {
         self.counts.read += 1;
         let raw = value.unwrap_or_default();
+        if raw.len() > self.max_record_bytes {
+            return self.reject_too_long(source, position, raw);
+        }
+        self.bytes += raw.len();
         match value.and_then(|v| super::kafka_json::decode_record(self.table, v)) {
             Some(fields) => self.push_fields(fields, position, source, raw),
             None => self.reject(source, position, MALFORMED, raw),
@@ -318,8 +350,15 @@ impl RecordParser {
         self.quarantine.push(source, position, reason, raw);
     }
 
+    fn reject_too_long(&mut self, source: &str, position: i64, raw: &[u8]) {
+        let kept = &raw[..raw.len().min(TOO_LONG_KEPT_BYTES)];
+        self.bytes += kept.len();
+        self.reject(source, position, TOO_LONG, kept);
+    }
+
     /// Takes the rows buffered so far: (typed rows, quarantine rows), each `None` when empty.
     pub fn finish_batches(&mut self) -> (Option<RecordBatch>, Option<RecordBatch>) {
+        self.bytes = 0;
         let typed = (self.rows > 0).then(|| {
             self.rows = 0;
             let mut columns: Vec<ArrayRef> = self.columns.iter_mut().map(ColumnBuilder::finish).collect();
@@ -339,7 +378,7 @@ mod tests {
     use crate::schema::{BANK_TRANSACTIONS, CLIENTS, CLIENT_ACTIVITIES, CURRENCY_RATES};
 
     fn reasons(table: &'static Table, lines: &[&str]) -> Vec<String> {
-        let mut p = RecordParser::new(table);
+        let mut p = RecordParser::new(table, MAX_RECORD_BYTES);
         for (i, line) in lines.iter().enumerate() {
             p.push_csv_line(line.as_bytes(), i as i64, "test");
         }
@@ -392,7 +431,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_malformed_and_kept_as_bytes() {
-        let mut p = RecordParser::new(&CLIENTS);
+        let mut p = RecordParser::new(&CLIENTS, MAX_RECORD_BYTES);
         p.push_csv_line(
             b"CLIENT_1,\xff\xfe,1,2,2000-01-01,2020-01-01,X,VIP,Active",
             1,
@@ -407,7 +446,7 @@ mod tests {
 
     #[test]
     fn values_are_trimmed_normalised_and_optional_failures_nulled() {
-        let mut p = RecordParser::new(&CLIENTS);
+        let mut p = RecordParser::new(&CLIENTS, MAX_RECORD_BYTES);
         p.push_csv_line(
             b" CLIENT_1 ,  Ivan Petrov ,+7 (916) 123-45-67,,1990-13-01,2020-01-01,\tMoscow\t,VIP,Active",
             7,
@@ -425,7 +464,7 @@ mod tests {
         assert_eq!(b.column(9).as_primitive::<Int64Type>().value(0), 7);
         assert_eq!(p.counts().nulled_unparsable.get("birth_date"), Some(&1));
 
-        let mut p = RecordParser::new(&BANK_TRANSACTIONS);
+        let mut p = RecordParser::new(&BANK_TRANSACTIONS, MAX_RECORD_BYTES);
         p.push_csv_line(b"TXN_1,CLIENT_1,2024-01-01, 12.50 , usd ,debit ,ATM", 1, "t");
         let (typed, _) = p.finish_batches();
         let b = typed.unwrap();
@@ -436,12 +475,51 @@ mod tests {
 
     #[test]
     fn integers_are_strict_but_optional() {
-        let mut p = RecordParser::new(&CLIENT_ACTIVITIES);
+        let mut p = RecordParser::new(&CLIENT_ACTIVITIES, MAX_RECORD_BYTES);
         p.push_csv_line(b"ACT_1,CLIENT_1,2024-01-01,view_balance,1.5,3", 1, "a");
         let (typed, _) = p.finish_batches();
         let b = typed.unwrap();
         assert!(b.column(4).is_null(0));
         assert_eq!(b.column(3).as_string::<i32>().value(0), "VIEW_BALANCE");
         assert_eq!(p.counts().nulled_unparsable.get("duration_minutes"), Some(&1));
+    }
+
+    #[test]
+    fn records_over_the_limit_are_quarantined_with_a_prefix() {
+        let mut p = RecordParser::new(&CLIENTS, 64);
+        let long = format!("CLIENT_1,{},,,2000-01-01,2020-01-01,X,VIP,Active", "N".repeat(100));
+        p.push_csv_line(long.as_bytes(), 2, "clients.csv");
+        p.push_json_message(Some(long.as_bytes()), 3, "clients[0]");
+        p.push_csv_line(b"CLIENT_2,B,,,2000-01-01,2020-01-01,X,VIP,Active", 4, "clients.csv");
+        let (typed, q) = p.finish_batches();
+        assert_eq!(typed.unwrap().num_rows(), 1);
+        let q = q.unwrap();
+        assert_eq!(q.column(2).as_string::<i32>().value(0), TOO_LONG);
+        assert_eq!(q.column(2).as_string::<i32>().value(1), TOO_LONG);
+        assert_eq!(p.counts().quarantined.get(TOO_LONG), Some(&2));
+        assert_eq!(p.counts().read, 3);
+    }
+
+    #[test]
+    fn batches_are_cut_by_bytes_so_huge_records_never_overflow_an_array() {
+        // 40,000 records of 100 KiB: 4 GB in one batch would overflow Arrow's 32-bit offsets
+        // (and memory) if batches were cut by rows only.
+        let name = "N".repeat(100 << 10);
+        let line = format!("CLIENT_1,{name},,,2000-01-01,2020-01-01,X,VIP,Active");
+        let mut p = RecordParser::new(&CLIENTS, MAX_RECORD_BYTES);
+        let (mut batches, mut rows) = (0, 0);
+        for i in 0..40_000 {
+            p.push_csv_line(line.as_bytes(), i, "clients.csv");
+            if p.batch_full() {
+                let (typed, _) = p.finish_batches();
+                let typed = typed.unwrap();
+                assert!(typed.get_array_memory_size() < 64 << 20, "a batch stays small");
+                rows += typed.num_rows();
+                batches += 1;
+            }
+        }
+        rows += p.finish_batches().0.map_or(0, |b| b.num_rows());
+        assert_eq!(rows, 40_000);
+        assert!(batches >= 200, "{batches} batches");
     }
 }

@@ -98,13 +98,15 @@ impl<'a> PartitionWriter<'a> {
 }
 
 /// Streams the record batches of one day of a table (`zone/table/processing_date=date/`),
-/// file by file, for loaders that push a day to another system. Fails when the day has no
-/// files, naming the stage that writes them.
+/// file by file, `batch_rows` rows at a time, for loaders that push a day to another system
+/// and for cleaning's reader of the raw zone. Fails when the day has no files, naming the
+/// stage that writes them.
 pub async fn read_partition(
     warehouse: &Warehouse,
     zone: Zone,
     table: &str,
     date: ProcessingDate,
+    batch_rows: usize,
 ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
     let partition = Warehouse::partition(zone, table, date);
     let files: Vec<_> = warehouse
@@ -131,7 +133,7 @@ pub async fn read_partition(
                 let reader = datafusion::parquet::arrow::async_reader::ParquetObjectReader::new(store, file);
                 let stream = ParquetRecordBatchStreamBuilder::new(reader)
                     .await
-                    .and_then(|b| b.with_batch_size(8192).build())
+                    .and_then(|b| b.with_batch_size(batch_rows).build())
                     .map_err(|source| Error::Parquet {
                         path: path.clone(),
                         source,
@@ -144,6 +146,26 @@ pub async fn read_partition(
         })
         .try_flatten();
     Ok(batches.boxed())
+}
+
+/// The rows of the Parquet files under `dir`, read from their footers (no query), so that
+/// what a stage wrote is counted independently of the plan that wrote it.
+pub async fn footer_rows(warehouse: &Warehouse, dir: &str) -> Result<u64> {
+    let mut rows = 0;
+    for file in warehouse.list_files(dir).await? {
+        if !file.as_ref().ends_with(".parquet") {
+            continue;
+        }
+        let path = file.to_string();
+        #[allow(deprecated)] // still the reader DataFusion 55 uses itself
+        let reader =
+            datafusion::parquet::arrow::async_reader::ParquetObjectReader::new(Arc::clone(warehouse.store()), file);
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|source| Error::Parquet { path, source })?;
+        rows += u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    }
+    Ok(rows)
 }
 
 /// Publishes `batch` (built in the client, e.g. the day's offer templates) as the partition

@@ -20,8 +20,9 @@ pub enum ChType {
     UInt(u8),
     /// A signed integer of this many bytes.
     Int(u8),
-    /// Decimal(P, S) with P <= 18: an Int64 of value * 10^S.
+    /// Decimal(P, S) with P <= 18: an Int64 of value * 10^S, below 10^P in magnitude.
     Decimal {
+        precision: u32,
         scale: u32,
     },
     Date,
@@ -112,9 +113,26 @@ fn parse_type(text: &str) -> Result<ChType, String> {
         if precision > 18 || scale > precision {
             return Err(format!("{text}: only Decimal(P <= 18, S <= P) can be published"));
         }
-        return Ok(ChType::Decimal { scale });
+        return Ok(ChType::Decimal { precision, scale });
     }
-    if text == "DateTime" || text.starts_with("DateTime(") {
+    if text.starts_with("DateTime64") {
+        // Not in ClickHouse 18.16; its RowBinary is an Int64 of ticks, not the seconds sent here.
+        return Err(format!(
+            "ClickHouse type {text} cannot be published: use DateTime('UTC') (ClickHouse 18.16 has no DateTime64)"
+        ));
+    }
+    if text == "DateTime" {
+        return Ok(ChType::DateTime);
+    }
+    if let Some(args) = inner("DateTime(") {
+        // DateTime('zone'): RowBinary carries the Unix time whatever the zone; the zone (UTC in
+        // the shipped DDL) only decides the dates, months and partitions the server derives.
+        let zone = args.strip_prefix('\'').and_then(|z| z.strip_suffix('\''));
+        if !zone.is_some_and(|z| !z.is_empty() && !z.contains(['\'', '\\'])) {
+            return Err(format!(
+                "{text}: DateTime takes one quoted time zone, e.g. DateTime('UTC')"
+            ));
+        }
         return Ok(ChType::DateTime);
     }
     match text {
@@ -191,15 +209,17 @@ fn write_value(ty: &ChType, array: &ArrayRef, name: &str, row: usize, out: &mut 
             write_value(inner, array, name, row, out)
         }
         // Money that is missing is zero (the marts fill it; this keeps a NULL from failing a day).
-        ChType::Decimal { scale } => {
+        ChType::Decimal { precision, scale } => {
             let value = if array.is_null(row) {
                 0.0
             } else {
                 array.as_primitive::<Float64Type>().value(row)
             };
             let fixed = (value * 10f64.powi(*scale as i32)).round();
-            if !fixed.is_finite() || fixed.abs() >= 9.0e17 {
-                return Err(format!("{name} = {value} does not fit a Decimal (row {row})"));
+            if !fixed.is_finite() || fixed.abs() >= 10f64.powi(*precision as i32) {
+                return Err(format!(
+                    "{name} = {value} does not fit Decimal({precision}, {scale}) (row {row})"
+                ));
             }
             out.extend_from_slice(&(fixed as i64).to_le_bytes());
             Ok(())
@@ -295,8 +315,70 @@ mod tests {
         )
         .unwrap();
         assert_eq!(columns[0].ty, ChType::Nullable(Box::new(ChType::String)));
-        assert_eq!(columns[1].ty, ChType::Decimal { scale: 2 });
+        assert_eq!(
+            columns[1].ty,
+            ChType::Decimal {
+                precision: 15,
+                scale: 2
+            }
+        );
         assert_eq!(columns[2].ty, ChType::DateTime);
+        let cases: [(&str, Result<ChType, String>); 4] = [
+            ("DateTime", Ok(ChType::DateTime)),
+            ("DateTime('UTC')", Ok(ChType::DateTime)),
+            ("DateTime( 'America/New_York' )", Ok(ChType::DateTime)),
+            (
+                "Nullable(DateTime('UTC'))",
+                Ok(ChType::Nullable(Box::new(ChType::DateTime))),
+            ),
+        ];
+        for (ty, parsed) in cases {
+            assert_eq!(parse_type(ty), parsed, "{ty}");
+        }
+        for ty in ["DateTime(UTC)", "DateTime('')", "DateTime64(3)", "DateTime64(3, 'UTC')"] {
+            let err = parse_type(ty).unwrap_err();
+            assert!(err.contains(ty) && err.contains("DateTime('UTC')"), "{ty}: {err}");
+        }
+    }
+
+    /// Every DateTime of the shipped ClickHouse DDL is `DateTime('UTC')`: the rows hold D 00:00
+    /// UTC, and a zone-less DateTime takes its months and dates in the server's time zone.
+    #[test]
+    fn the_shipped_ddl_keeps_every_datetime_in_utc() {
+        let dir = format!("{}/../sql/clickhouse", env!("CARGO_MANIFEST_DIR"));
+        let mut datetimes = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "sql") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for (at, _) in code.match_indices("DateTime") {
+                if code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+                    continue; // toDateTime(..) and the like
+                }
+                assert!(
+                    code[at..].starts_with("DateTime('UTC')"),
+                    "{}: {}",
+                    path.display(),
+                    &code[at..code.len().min(at + 30)]
+                );
+                datetimes += 1;
+            }
+            if code.contains("CREATE TABLE") {
+                let columns = parse_columns(&code).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(!columns.is_empty(), "{}", path.display());
+            }
+        }
+        assert!(
+            datetimes >= 3,
+            "last_updated, created_at and sent_at are DateTime('UTC')"
+        );
     }
 
     #[test]
@@ -339,5 +421,18 @@ mod tests {
         assert!(err.contains("u = 256") && err.contains("row 0"), "{err}");
         let err = encode(&columns, &batch(1), "d", 19876, &mut Vec::new()).unwrap_err();
         assert!(err.contains("not the processing date"), "{err}");
+    }
+
+    #[test]
+    fn decimals_are_checked_against_their_declared_precision() {
+        let columns = parse_columns("CREATE TABLE t (m Decimal(12, 2))").unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("m", DataType::Float64, false)]));
+        let batch = |m: f64| RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Float64Array::from(vec![m]))]);
+        encode(&columns, &batch(9_999_999_999.99).unwrap(), "d", 0, &mut Vec::new()).unwrap();
+        let err = encode(&columns, &batch(10_000_000_000.0).unwrap(), "d", 0, &mut Vec::new()).unwrap_err();
+        assert!(
+            err.contains("m = 10000000000") && err.contains("Decimal(12, 2)"),
+            "{err}"
+        );
     }
 }

@@ -10,6 +10,13 @@
 //! there exactly once. Deleting the day first (`ALTER ... DELETE`) was rejected: mutations
 //! are asynchronous, and a crash between delete and insert would leave readers a hole.
 //! Each table is retried with backoff as a unit; tables are published one after another.
+//!
+//! Days are UTC days whatever the server's time zone: the rows hold D 00:00 UTC, the tables'
+//! DateTime columns are `DateTime('UTC')` (so `PARTITION BY toYYYYMM(..)` is the UTC month),
+//! and the copy of the month's other days takes DateTime dates in UTC (`toDate(c, 'UTC')`).
+//! A table created before that (a zone-less `DateTime` day column) on a server not in UTC
+//! would put D on the day before and the 1st of a month in the previous month's partition:
+//! publishing into it fails with a message saying so instead.
 
 mod columns;
 
@@ -28,7 +35,7 @@ use crate::sql::SqlLibrary;
 use crate::warehouse::{Warehouse, Zone};
 use crate::ProcessingDate;
 use clickhouse::insert_formatted::BufInsertFormatted;
-use columns::{encode, parse_columns};
+use columns::{encode, parse_columns, ChType};
 
 /// The tables `publish` creates, by their DDL file under `sql/clickhouse/`.
 const TABLE_FILES: [&str; 5] = [
@@ -117,7 +124,7 @@ impl PublishReport {
 }
 
 fn ch_error(config: &ClickHouseConfig, doing: impl Into<String>) -> impl FnOnce(clickhouse::error::Error) -> Error {
-    let (url, doing) = (config.url.clone(), doing.into());
+    let (url, doing) = (crate::secrets::redact_urls(&config.url), doing.into());
     move |source| Error::ClickHouse {
         url,
         doing,
@@ -163,6 +170,66 @@ pub async fn create_tables(client: &Client, config: &ClickHouseConfig, sql: &Sql
     Ok(())
 }
 
+/// Creates the tables when missing and checks that their day columns keep UTC days.
+async fn prepare_tables(client: &Client, config: &ClickHouseConfig, sql: &SqlLibrary) -> Result<()> {
+    create_tables(client, config, sql).await?;
+    check_day_zones(client, config).await
+}
+
+/// Fails when a published table's day column is a DateTime whose dates are not UTC dates: a
+/// zone-less `DateTime` (a table created before the DDL said `DateTime('UTC')`) on a server
+/// whose time zone is not UTC, or a `DateTime` with another zone. `CREATE TABLE IF NOT EXISTS`
+/// does not change such a table, and its month partitions cannot be altered in place.
+async fn check_day_zones(client: &Client, config: &ClickHouseConfig) -> Result<()> {
+    let db = &config.database;
+    for published in PUBLISHED {
+        let (table, column) = (published.mart.name, published.day_column);
+        let query = format!(
+            "SELECT type, timezone() FROM system.columns WHERE database = '{db}' AND table = '{table}' AND name = '{column}'"
+        );
+        let doing = format!("reading the type of {db}.{table}.{column}");
+        let tsv = client
+            .query(&query)
+            .fetch_bytes("TSV")
+            .map_err(ch_error(config, doing.clone()))?
+            .collect()
+            .await
+            .map_err(ch_error(config, doing))?;
+        let tsv = String::from_utf8_lossy(&tsv);
+        let Some((ty, server_zone)) = tsv.lines().next().and_then(|l| l.split_once('\t')) else {
+            continue;
+        };
+        let ty = unescape(ty);
+        let zone = if ty == "DateTime" {
+            server_zone.to_string()
+        } else if let Some(zone) = ty.strip_prefix("DateTime('").and_then(|z| z.strip_suffix("')")) {
+            zone.to_string()
+        } else {
+            continue; // a Date has no zone
+        };
+        if !is_utc(&zone) {
+            return Err(Error::Config(format!(
+                "ClickHouse column {db}.{table}.{column} is {ty} and the server's time zone is {server_zone}: \
+                 its dates and month partitions are in {zone}, not UTC, so a day published there would \
+                 land on the day before; the table predates DateTime('UTC') (sql/{}): recreate it from \
+                 that file (e.g. create it under another name, INSERT ... SELECT the rows, rename both)",
+                table_file(table)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the time zone `zone` is UTC by one of its names (a server configured with `UTC`
+/// reports `Etc/UTC`).
+fn is_utc(zone: &str) -> bool {
+    let zone = zone.strip_prefix("Etc/").unwrap_or(zone);
+    matches!(
+        zone,
+        "UTC" | "UCT" | "Universal" | "Zulu" | "GMT" | "GMT0" | "Greenwich"
+    )
+}
+
 /// Publishes the day's three marts (see the module documentation).
 pub async fn publish(
     config: &ClickHouseConfig,
@@ -172,7 +239,7 @@ pub async fn publish(
 ) -> Result<PublishReport> {
     let started = Instant::now();
     let client = client(config)?;
-    with_retries(config, "creating tables", || create_tables(&client, config, sql)).await?;
+    with_retries(config, "creating tables", || prepare_tables(&client, config, sql)).await?;
     // INSERT takes an unqualified table name: the database goes on the client.
     let client = client.with_database(&config.database);
     let mut tables = Vec::new();
@@ -229,6 +296,7 @@ async fn replace_day(
     let stage = format!("{db}.{stage_name}");
     let month = date.as_str()[..7].replace('-', "");
     let column = published.day_column;
+    let other_days = other_days_of_month(column, day_column_is_date(sql, published)?, &month, date);
     execute(
         client,
         config,
@@ -246,11 +314,21 @@ async fn replace_day(
     execute(
         client,
         config,
-        &format!("INSERT INTO {stage} SELECT * FROM {table} WHERE toYYYYMM({column}) = {month} AND toDate({column}) != toDate('{date}')"),
+        &format!("INSERT INTO {stage} SELECT * FROM {table} WHERE {other_days}"),
         &format!("copying the other days of {month} of {table}"),
     )
     .await?;
+    let before = count_rows(client, config, &stage).await?;
     let rows = insert_mart(client, config, warehouse, sql, published, &stage_name, date).await?;
+    let added = count_rows(client, config, &stage).await?.saturating_sub(before);
+    if added != rows {
+        return Err(Error::Reconcile {
+            table: published.mart.name.to_string(),
+            message: format!(
+                "sent {rows} rows of {date} to ClickHouse but it holds {added} new rows in {stage}; the day was not swapped in"
+            ),
+        });
+    }
     execute(
         client,
         config,
@@ -266,6 +344,41 @@ async fn replace_day(
     )
     .await?;
     Ok(rows)
+}
+
+/// The rows of `table`, as ClickHouse counts them.
+async fn count_rows(client: &Client, config: &ClickHouseConfig, table: &str) -> Result<u64> {
+    let doing = format!("counting the rows of {table}");
+    let tsv = client
+        .query(&format!("SELECT count() FROM {table}"))
+        .fetch_bytes("TSV")
+        .map_err(ch_error(config, doing.clone()))?
+        .collect()
+        .await
+        .map_err(ch_error(config, doing.clone()))?;
+    String::from_utf8_lossy(&tsv).trim().parse().map_err(|_| Error::Stage {
+        stage: "publish clickhouse".into(),
+        message: format!("{doing}: ClickHouse answered {:?}", String::from_utf8_lossy(&tsv)),
+    })
+}
+
+/// Whether the day column of `published` is a `Date` (else a DateTime) in its DDL file.
+fn day_column_is_date(sql: &SqlLibrary, published: Published) -> Result<bool> {
+    let file = table_file(published.mart.name);
+    let columns = parse_columns(&sql.get(&file)?).map_err(|m| Error::Config(format!("sql/{file}: {m}")))?;
+    let column = columns
+        .iter()
+        .find(|c| c.name == published.day_column)
+        .ok_or_else(|| Error::Config(format!("sql/{file} has no column {}", published.day_column)))?;
+    Ok(column.ty == ChType::Date)
+}
+
+/// The `WHERE` of the rows of `month` (YYYYMM) other than `date` in the day column `column`.
+/// A DateTime's month and date are taken in UTC, as the rows were written, whatever the
+/// column's or the server's zone; a Date has no zone (ClickHouse 18.16 refuses one for it).
+fn other_days_of_month(column: &str, is_date: bool, month: &str, date: ProcessingDate) -> String {
+    let zone = if is_date { "" } else { ", 'UTC'" };
+    format!("toYYYYMM({column}{zone}) = {month} AND toDate({column}{zone}) != toDate('{date}')")
 }
 
 /// Inserts the day's mart rows into `target` (whose columns are those of the table's DDL
@@ -291,7 +404,7 @@ async fn insert_mart(
             .to_string(),
         message,
     };
-    let mut batches = crate::tables::partitions::read_partition(warehouse, Zone::Marts, mart, date).await?;
+    let mut batches = crate::tables::partitions::read_partition(warehouse, Zone::Marts, mart, date, 8192).await?;
     let (mut sent, mut in_insert, mut insert) = (0u64, 0usize, None);
     let mut rows = Vec::new();
     while let Some(batch) = batches.try_next().await? {

@@ -22,7 +22,7 @@ use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{Connection, Row};
 
-use crate::config::{GreenplumConfig, GreenplumFlavour};
+use crate::config::{is_plain_identifier, GreenplumConfig, GreenplumFlavour};
 use crate::error::{Error, Result};
 use crate::schema::marts::CLIENT_SEGMENTATION;
 use crate::sql::SqlLibrary;
@@ -134,18 +134,39 @@ async fn first_parquet(warehouse: &Warehouse, partition: &str) -> Result<Option<
         .find(|p| p.as_ref().ends_with(".parquet")))
 }
 
-/// The tables published for `date`.
+/// The tables published for `date`. Every column name (the mart's are read from its Parquet
+/// footer, i.e. from data) must be a plain SQL identifier before it reaches any statement.
 pub async fn published_tables(warehouse: &Warehouse, date: ProcessingDate) -> Result<Vec<PgTable>> {
-    Ok(tables::published_tables(&segmentation_schema(warehouse, date).await?))
+    let tables = tables::published_tables(&segmentation_schema(warehouse, date).await?);
+    for table in &tables {
+        if let Some(column) = table.columns.iter().find(|c| !is_plain_identifier(&c.name)) {
+            let partition = Warehouse::partition(Zone::Marts, &table.name, date);
+            return Err(Error::Input {
+                path: warehouse.url(&partition).to_string(),
+                message: format!(
+                    "column {:?} of {} is not a plain SQL identifier (lower-case letters, digits, _); rename it in the SQL that writes the mart",
+                    column.name, table.name
+                ),
+            });
+        }
+    }
+    Ok(tables)
 }
 
 /// The path PXF reads the warehouse at: `greenplum.pxf_root`, or the warehouse URL's path.
-pub fn pxf_root(config: &GreenplumConfig, warehouse: &Warehouse) -> String {
-    if config.pxf_root.is_empty() {
+/// It goes into a quoted `LOCATION`, so quotes and URL syntax are refused.
+pub fn pxf_root(config: &GreenplumConfig, warehouse: &Warehouse) -> Result<String> {
+    let root = if config.pxf_root.is_empty() {
         warehouse.root().path().trim_matches('/').to_string()
     } else {
         config.pxf_root.trim_matches('/').to_string()
+    };
+    if root.contains(['\'', '?', '&', '#', '\\']) || root.chars().any(char::is_control) {
+        return Err(Error::Config(format!(
+            "the PXF path of the warehouse, {root:?}, holds a quote, '?', '&', '#' or a control character; set greenplum.pxf_root to the path PXF reads it at"
+        )));
     }
+    Ok(root)
 }
 
 /// Publishes the cleaned tables and client_segmentation of `date`, then runs the
@@ -184,6 +205,7 @@ pub async fn publish(
                 .map_err(db_error(config, format!("deleting {} of {date}", table.name)))?;
             copy_table(config, warehouse, &mut tx, table, date).await?
         };
+        check_loaded(config, &mut tx, table, date, rows).await?;
         tracing::info!(table = table.name, rows, "loaded");
         loaded.push((table.name.clone(), rows));
     }
@@ -246,7 +268,7 @@ async fn load_through_pxf(
     date: ProcessingDate,
 ) -> Result<u64> {
     let mut rows = 0;
-    let root = pxf_root(config, warehouse);
+    let root = pxf_root(config, warehouse)?;
     for statement in ddl::pxf_load(sql, &config.schema, table, date, &root, &config.pxf_server)? {
         rows = sqlx::raw_sql(audited(&statement))
             .execute(&mut *conn)
@@ -255,6 +277,33 @@ async fn load_through_pxf(
             .rows_affected();
     }
     Ok(rows)
+}
+
+/// Checks that the database holds exactly the `sent` rows of the day (counted by the database,
+/// inside the load's transaction, so a mismatch rolls the whole load back).
+async fn check_loaded(
+    config: &GreenplumConfig,
+    tx: &mut PgConnection,
+    table: &PgTable,
+    date: ProcessingDate,
+    sent: u64,
+) -> Result<()> {
+    let count_sql = format!(
+        "SELECT count(*) FROM {} WHERE processing_date = DATE '{date}'",
+        ddl::qualified(&config.schema, &table.name)
+    );
+    let held: i64 = sqlx::query(audited(&count_sql))
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(db_error(config, format!("counting {} of {date}", table.name)))?;
+    if u64::try_from(held).ok() != Some(sent) {
+        return Err(Error::Reconcile {
+            table: table.name.clone(),
+            message: format!("sent {sent} rows of {date} to Greenplum but it holds {held}; the load was rolled back"),
+        });
+    }
+    Ok(())
 }
 
 /// Streams one day of a table's Parquet into `COPY ... FROM STDIN (FORMAT binary)`.
@@ -270,7 +319,7 @@ async fn copy_table(
     } else {
         Zone::Marts
     };
-    let mut batches = crate::tables::partitions::read_partition(warehouse, zone, &table.name, date).await?;
+    let mut batches = crate::tables::partitions::read_partition(warehouse, zone, &table.name, date, 8192).await?;
     let processing_date = crate::formats::fields::days_since_epoch(date.date());
     let mut copy = conn
         .copy_in_raw(&ddl::copy_in(&config.schema, table))
@@ -342,4 +391,28 @@ pub async fn verify(
         .and_then(|r| r.try_get(0))
         .map_err(db_error(config, "counting client_segmentation"))?;
     Ok((compared as u64, differences))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::warehouse::StoreRegistry;
+
+    #[test]
+    fn a_quote_in_the_warehouse_path_never_reaches_a_pxf_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("it's");
+        let flags = vec![(
+            "warehouse.root".to_string(),
+            format!("{:?}", root.display().to_string()),
+        )];
+        let config = Config::load_from(None, &[], &flags).unwrap();
+        let warehouse = Warehouse::open(&config.warehouse, &StoreRegistry::new()).unwrap();
+        let err = pxf_root(&config.greenplum, &warehouse).unwrap_err().to_string();
+        assert!(err.contains("it's") && err.contains("greenplum.pxf_root"), "{err}");
+        let mut config = config.greenplum.clone();
+        config.pxf_root = "data/bank".into();
+        assert_eq!(pxf_root(&config, &warehouse).unwrap(), "data/bank");
+    }
 }

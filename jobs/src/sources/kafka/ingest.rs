@@ -32,6 +32,7 @@ use super::{client_config, kafka_error, topic_name};
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 use crate::schema::TABLES;
+use crate::tables::partitions::footer_rows;
 use crate::warehouse::{parquet, Warehouse, Zone};
 use crate::ProcessingDate;
 
@@ -41,8 +42,12 @@ const STAGE: &str = "ingest";
 /// The offset manifest of a date, under `_runs/D/`.
 pub const MANIFEST: &str = "ingest.json";
 
-/// Rows per batch handed from the consumer to the Parquet writer.
+/// A batch is handed from the consumer to the Parquet writer at this many messages...
 const BATCH_ROWS: usize = 32_768;
+
+/// ...or this many bytes of keys and values, so that large messages neither overflow an
+/// Arrow binary array (2 GiB) nor pile up in memory.
+const BATCH_BYTES: usize = 16 << 20;
 
 /// Rows per row group of the raw files.
 const RAW_ROW_GROUP_ROWS: usize = 65_536;
@@ -191,6 +196,17 @@ pub async fn ingest(
 
     for topic in &topics {
         let staged = Warehouse::staging(STAGE, date, Zone::Raw.dir(), &topic.table);
+        // Counted in the written file, not by the consumer that wrote it.
+        let written = footer_rows(warehouse, &staged).await?;
+        if written != topic.records {
+            return Err(Error::Reconcile {
+                table: topic.table.clone(),
+                message: format!(
+                    "consumed {} messages of {} but the raw file holds {written}; nothing was committed, rerun `ebroker ingest --date {date}`",
+                    topic.records, topic.topic
+                ),
+            });
+        }
         warehouse
             .commit(&staged, &Warehouse::partition(Zone::Raw, &topic.table, date))
             .await?;
@@ -456,7 +472,7 @@ fn consume_ranges_into(
         if message.offset() + 1 >= range.end {
             pending.remove(&p);
         }
-        if rows.len() >= BATCH_ROWS && tx.blocking_send(rows.finish()).is_err() {
+        if rows.is_full() && tx.blocking_send(rows.finish()).is_err() {
             return Err(Error::Stage {
                 stage: STAGE.into(),
                 message: format!("the writer of {topic} stopped"),
@@ -497,6 +513,7 @@ struct RawRows {
     timestamps: TimestampMillisecondBuilder,
     keys: BinaryBuilder,
     values: BinaryBuilder,
+    bytes: usize,
 }
 
 impl RawRows {
@@ -509,6 +526,7 @@ impl RawRows {
             timestamps: TimestampMillisecondBuilder::new(),
             keys: BinaryBuilder::new(),
             values: BinaryBuilder::new(),
+            bytes: 0,
         }
     }
 
@@ -516,16 +534,22 @@ impl RawRows {
         self.offsets.len()
     }
 
+    fn is_full(&self) -> bool {
+        self.len() >= BATCH_ROWS || self.bytes >= BATCH_BYTES
+    }
+
     fn push(&mut self, partition: i32, offset: i64, timestamp: Option<i64>, key: Option<&[u8]>, value: Option<&[u8]>) {
         self.topics.append_value(&self.topic);
         self.partitions.append_value(partition);
         self.offsets.append_value(offset);
         self.timestamps.append_option(timestamp);
+        self.bytes += key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
         self.keys.append_option(key);
         self.values.append_option(value);
     }
 
     fn finish(&mut self) -> RecordBatch {
+        self.bytes = 0;
         RecordBatch::try_new(
             raw_schema(),
             vec![

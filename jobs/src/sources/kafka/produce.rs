@@ -128,7 +128,9 @@ impl ProduceReport {
 }
 
 /// Sends the seven CSV files in `input` to their topics, creating missing topics first.
-pub async fn produce_csv_dir(config: &KafkaConfig, input: &Path) -> Result<ProduceReport> {
+/// Lines over `max_record_bytes` are sent cut just past it, and quarantined as too long by
+/// cleaning (with the same limit, `clean.max_record_bytes`).
+pub async fn produce_csv_dir(config: &KafkaConfig, input: &Path, max_record_bytes: usize) -> Result<ProduceReport> {
     let files = source_files(input)?;
     ensure_topics(config).await?;
     let started = Instant::now();
@@ -160,7 +162,9 @@ pub async fn produce_csv_dir(config: &KafkaConfig, input: &Path) -> Result<Produ
         let topic = topic_name(config, table);
         let bar = bar.clone();
         let brokers = config.brokers.clone();
-        tokio::task::spawn_blocking(move || send_file(&producer, table, &topic, &brokers, &path, &bar))
+        tokio::task::spawn_blocking(move || {
+            send_file(&producer, table, &topic, &brokers, &path, max_record_bytes, &bar)
+        })
     });
     let mut sent = Vec::new();
     for handle in futures::future::join_all(senders).await {
@@ -244,6 +248,7 @@ fn send_file(
     topic: &str,
     brokers: &str,
     path: &Path,
+    max_record_bytes: usize,
     bar: &ProgressBar,
 ) -> Result<(&'static Table, String, u64)> {
     let mut value = Vec::with_capacity(512);
@@ -253,17 +258,21 @@ fn send_file(
         .position(|c| c.name == table.id)
         .expect("the id is a column");
     let mut sent = 0u64;
-    let mut lines = CsvRecords::open(table, path, bar)?;
+    let mut lines = CsvRecords::open(table, path, max_record_bytes, bar)?;
     while let Some((_, record)) = lines.next_record()? {
         value.clear();
-        let text = std::str::from_utf8(record).ok();
+        // A line over the record limit arrives cut; it is sent as it is, to be quarantined
+        // as too long by cleaning.
+        let text = std::str::from_utf8(record)
+            .ok()
+            .filter(|_| record.len() <= max_record_bytes);
         let mut fields: Vec<Cow<'_, str>> = Vec::with_capacity(table.columns.len());
         let key = match text {
             Some(text) if split_csv_line(text, &mut fields) && fields.len() == table.columns.len() => {
                 crate::formats::kafka_json::encode_record(table, &fields, &mut value);
                 Some(trim(&fields[id_index]).to_string()).filter(|k| !k.is_empty())
             }
-            // not a record: sent as it is, to be quarantined as malformed by cleaning
+            // not a record: sent as it is, to be quarantined as malformed (or too long) by cleaning
             _ => {
                 value.extend_from_slice(record);
                 None

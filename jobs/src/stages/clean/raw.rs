@@ -8,7 +8,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
 use indicatif::ProgressBar;
 
-use super::{StagedParse, PARSE_BATCH_ROWS};
+use super::StagedParse;
 use crate::error::{Error, Result};
 use crate::formats::record::{ParseCounts, RecordParser};
 use crate::schema::Table;
@@ -16,21 +16,26 @@ use crate::tables::partitions::read_partition;
 use crate::warehouse::{Warehouse, Zone};
 use crate::ProcessingDate;
 
+/// Messages per batch read from the raw zone: 1,024 messages of up to 1 MiB (Kafka's
+/// default limit) stay within one Arrow binary array (2 GiB) and a bounded memory.
+const RAW_READ_ROWS: usize = 1024;
+
 /// Parses every raw message of `table` on `date` into staged parsed and quarantine rows.
 pub async fn stage_raw(
     warehouse: &Warehouse,
     table: &'static Table,
+    max_record_bytes: usize,
     date: ProcessingDate,
     bar: &ProgressBar,
 ) -> Result<ParseCounts> {
     let mut staged = StagedParse::create(warehouse, table, date)?;
-    let mut parser = RecordParser::new(table);
+    let mut parser = RecordParser::new(table, max_record_bytes);
     let source = Warehouse::partition(Zone::Raw, table.name, date);
-    let mut batches = read_partition(warehouse, Zone::Raw, table.name, date).await?;
+    let mut batches = read_partition(warehouse, Zone::Raw, table.name, date, RAW_READ_ROWS).await?;
     while let Some(batch) = batches.try_next().await? {
         push_batch(&mut parser, &batch, &source)?;
         bar.inc(batch.num_rows() as u64);
-        if parser.buffered() >= PARSE_BATCH_ROWS {
+        if parser.batch_full() {
             staged.write(parser.finish_batches()).await?;
         }
     }
