@@ -10,6 +10,7 @@ use ebroker::config::Config;
 use ebroker::engine::Engine;
 use ebroker::runner::RunState;
 use ebroker::sql::SqlLibrary;
+use ebroker::stages::clean::{clean_csv_dir, CleanReport};
 use ebroker::stages::StageContext;
 use ebroker::warehouse::Warehouse;
 use ebroker::ProcessingDate;
@@ -80,6 +81,13 @@ impl TestWarehouse {
             warehouse,
             sql: SqlLibrary::new(sql_dir),
         }
+    }
+
+    /// Cleans the CSV files in `input` as processing date `date` with this warehouse's
+    /// engine, SQL and record limit.
+    pub async fn clean_csv(&self, input: &std::path::Path, date: &str) -> ebroker::Result<CleanReport> {
+        let limit = self.config.clean.max_record_bytes;
+        clean_csv_dir(&self.engine, &self.warehouse, &self.sql, limit, input, day(date)).await
     }
 
     /// A directory for source files.

@@ -1,7 +1,6 @@
 //! Cleaning (docs/SPEC.md §4) on hand-made rows with known answers: the as-of rate at its edges,
 //! deduplication, quarantine with the raw text, reconciliation, and atomic reruns.
 
-use ebroker::stages::clean::clean_csv_dir;
 use ebroker_integration::day;
 use ebroker_integration::{Sources, TestWarehouse};
 
@@ -37,16 +36,7 @@ async fn amount_rub_uses_the_rate_in_force_on_the_transaction_date() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     rate_sources().write(&input);
-    let report = clean_csv_dir(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        &input,
-        day(DATE),
-    )
-    .await
-    .unwrap();
+    let report = wh.clean_csv(&input, DATE).await.unwrap();
     ebroker::tables::partitions::register_cleaned(&wh.engine, &wh.warehouse, day(DATE))
         .await
         .unwrap();
@@ -85,16 +75,7 @@ async fn duplicates_keep_the_latest_event_then_the_later_line() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     s.write(&input);
-    let report = clean_csv_dir(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        &input,
-        day(DATE),
-    )
-    .await
-    .unwrap();
+    let report = wh.clean_csv(&input, DATE).await.unwrap();
     ebroker::tables::partitions::register_cleaned(&wh.engine, &wh.warehouse, day(DATE))
         .await
         .unwrap();
@@ -120,16 +101,7 @@ async fn quarantine_keeps_raw_text_and_reason_and_counts_reconcile() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     s.write(&input);
-    let report = clean_csv_dir(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        &input,
-        day(DATE),
-    )
-    .await
-    .unwrap();
+    let report = wh.clean_csv(&input, DATE).await.unwrap();
     let q = report.table("clients").unwrap();
     assert_eq!((q.read, q.written, q.quarantined), (5, 1, 4));
     assert!(q.reconciles());
@@ -163,26 +135,8 @@ async fn a_rerun_replaces_the_day_exactly_once() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("in");
     rate_sources().write(&input);
-    clean_csv_dir(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        &input,
-        day(DATE),
-    )
-    .await
-    .unwrap();
-    clean_csv_dir(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        &input,
-        day(DATE),
-    )
-    .await
-    .unwrap();
+    wh.clean_csv(&input, DATE).await.unwrap();
+    wh.clean_csv(&input, DATE).await.unwrap();
     ebroker::tables::partitions::register_cleaned(&wh.engine, &wh.warehouse, day(DATE))
         .await
         .unwrap();
@@ -195,16 +149,7 @@ async fn a_rerun_replaces_the_day_exactly_once() {
 async fn missing_source_files_are_named() {
     let wh = TestWarehouse::new();
     let input = wh.input_dir("empty");
-    let err = clean_csv_dir(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        &input,
-        day(DATE),
-    )
-    .await
-    .unwrap_err();
+    let err = wh.clean_csv(&input, DATE).await.unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("clients.csv") && text.contains("ebroker generate"),
@@ -230,16 +175,7 @@ async fn a_row_lost_after_parsing_fails_clean_with_exit_4_and_publishes_nothing(
         .client("CLIENT_000017")
         .client("CLIENT_000017");
     s.write(&input);
-    let err = clean_csv_dir(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        &input,
-        day(DATE),
-    )
-    .await
-    .unwrap_err();
+    let err = wh.clean_csv(&input, DATE).await.unwrap_err();
     let text = err.to_string();
     assert_eq!(err.exit_code(), 4, "{text}");
     assert!(
@@ -260,16 +196,7 @@ async fn duplicates_are_counted_from_the_ids() {
     let mut s = Sources::new();
     s.client("C1").client("C1").client("C1").client("C2");
     s.write(&input);
-    let report = clean_csv_dir(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        &input,
-        day(DATE),
-    )
-    .await
-    .unwrap();
+    let report = wh.clean_csv(&input, DATE).await.unwrap();
     let clients = report.table("clients").unwrap();
     assert_eq!((clients.read, clients.written, clients.duplicates_removed), (4, 2, 2));
 }
@@ -286,16 +213,7 @@ async fn quoted_headers_with_a_byte_order_mark_are_accepted() {
     let (header, rest) = text.split_once('\n').unwrap();
     let quoted: Vec<String> = header.split(',').map(|n| format!(" \"{n}\" ")).collect();
     std::fs::write(&path, format!("\u{feff}{}\r\n{rest}", quoted.join(","))).unwrap();
-    let report = clean_csv_dir(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        &input,
-        day(DATE),
-    )
-    .await
-    .unwrap();
+    let report = wh.clean_csv(&input, DATE).await.unwrap();
     assert_eq!(report.table("clients").unwrap().written, 2);
 }
 
@@ -321,16 +239,7 @@ async fn hostile_values_and_records_are_quarantined_with_their_reason() {
     )
     .line("client_activities", "ACT_1,C1,2024-05-01,Login,2147483648,3");
     s.write(&input);
-    let report = clean_csv_dir(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        &input,
-        day(DATE),
-    )
-    .await
-    .unwrap();
+    let report = wh.clean_csv(&input, DATE).await.unwrap();
     let transactions = report.table("bank_transactions").unwrap();
     assert_eq!(transactions.written, 1);
     assert_eq!(transactions.quarantined_by_reason.get("unparsable amount"), Some(&1));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ebroker::schema::TABLES;
 use ebroker::sources::kafka::ingest::{ingest, IngestManifest};
 use ebroker::sources::kafka::produce::{ensure_topics, produce_csv_dir};
-use ebroker::stages::clean::{clean_csv_dir, clean_raw};
+use ebroker::stages::clean::clean_raw;
 use ebroker::warehouse::{Warehouse, Zone};
 use ebroker_integration::day;
 use ebroker_integration::{ebroker_binary, generate_sources, kafka_settings, unique_name, TestWarehouse};
@@ -61,16 +61,7 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
     .unwrap();
 
     let from_csv = TestWarehouse::new();
-    let csv_report = clean_csv_dir(
-        &from_csv.engine,
-        &from_csv.warehouse,
-        &from_csv.sql,
-        from_csv.config.clean.max_record_bytes,
-        &input,
-        day(DATE),
-    )
-    .await
-    .unwrap();
+    let csv_report = from_csv.clean_csv(&input, DATE).await.unwrap();
     for table in TABLES {
         let sent = produced.topics.iter().find(|t| t.table == table.name).unwrap();
         let consumed = outcome.manifest.topic(table.name).unwrap().records;

@@ -1,7 +1,6 @@
 //! Segmentation, combined segments, expected revenue and NBA ranking (docs/SPEC.md §5, §6) on
 //! hand-made clients at every threshold edge, through the real clean -> segment -> offers path.
 
-use ebroker::stages::clean::clean_csv_dir;
 use ebroker_integration::day;
 use ebroker_integration::{Sources, TestWarehouse};
 
@@ -10,16 +9,7 @@ const DATE: &str = "2024-06-01";
 async fn run(sources: &Sources, wh: &TestWarehouse) {
     let input = wh.input_dir("input");
     sources.write(&input);
-    clean_csv_dir(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        &input,
-        day(DATE),
-    )
-    .await
-    .unwrap();
+    wh.clean_csv(&input, DATE).await.unwrap();
     ebroker::stages::segment::segment(&wh.engine, &wh.warehouse, &wh.sql, day(DATE))
         .await
         .unwrap();

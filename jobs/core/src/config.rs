@@ -537,7 +537,7 @@ impl Config {
     }
 }
 
-/// Replaces `secret` by the first line of `file` when `file` (the value of `key`) is set, so
+/// Replaces `secret` by the first line of `file` (trimmed) when `file` (the value of `key`) is set, so
 /// that secrets need not be in argv, the environment or a config file.
 pub fn read_secret_file(key: &str, file: &str, secret: &mut String) -> Result<()> {
     if file.is_empty() {
@@ -548,7 +548,7 @@ pub fn read_secret_file(key: &str, file: &str, secret: &mut String) -> Result<()
             "{key} = {file:?} cannot be read ({e}); point it at a readable file holding only the secret"
         ))
     })?;
-    let value = text.lines().next().unwrap_or_default().trim_end();
+    let value = text.lines().next().unwrap_or_default().trim();
     if value.is_empty() {
         return Err(Error::Config(format!(
             "{key} = {file:?} is empty; write the secret on its first line"

@@ -130,18 +130,9 @@ fn read_token(config: &ServeConfig) -> Result<Option<String>> {
 }
 
 fn token_from_file(path: &str) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Config(format!(
-            "serve.token_file = {path:?} cannot be read ({e}); point it at a file holding the token"
-        ))
-    })?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(Error::Config(format!(
-            "serve.token_file = {path:?} is empty; write the token into it"
-        )));
-    }
-    Ok(token.to_string())
+    let mut token = String::new();
+    crate::config::read_secret_file("serve.token_file", path, &mut token)?;
+    Ok(token)
 }
 
 /// The gRPC server, with TLS from `serve.tls_cert` and `serve.tls_key` when they are set;

@@ -188,14 +188,7 @@ async fn check_day_zones(client: &Client, config: &ClickHouseConfig) -> Result<(
             "SELECT type, timezone() FROM system.columns WHERE database = '{db}' AND table = '{table}' AND name = '{column}'"
         );
         let doing = format!("reading the type of {db}.{table}.{column}");
-        let tsv = client
-            .query(&query)
-            .fetch_bytes("TSV")
-            .map_err(ch_error(config, doing.clone()))?
-            .collect()
-            .await
-            .map_err(ch_error(config, doing))?;
-        let tsv = String::from_utf8_lossy(&tsv);
+        let tsv = query_text(client, config, &query, "TSV", &doing).await?;
         let Some((ty, server_zone)) = tsv.lines().next().and_then(|l| l.split_once('\t')) else {
             continue;
         };
@@ -349,17 +342,29 @@ async fn replace_day(
 /// The rows of `table`, as ClickHouse counts them.
 async fn count_rows(client: &Client, config: &ClickHouseConfig, table: &str) -> Result<u64> {
     let doing = format!("counting the rows of {table}");
-    let tsv = client
-        .query(&format!("SELECT count() FROM {table}"))
-        .fetch_bytes("TSV")
-        .map_err(ch_error(config, doing.clone()))?
+    let tsv = query_text(client, config, &format!("SELECT count() FROM {table}"), "TSV", &doing).await?;
+    tsv.trim().parse().map_err(|_| Error::Stage {
+        stage: "publish clickhouse".into(),
+        message: format!("{doing}: ClickHouse answered {tsv:?}"),
+    })
+}
+
+/// The answer to `query` in `format` (TSV, TSVWithNames), as text.
+async fn query_text(
+    client: &Client,
+    config: &ClickHouseConfig,
+    query: &str,
+    format: &str,
+    doing: &str,
+) -> Result<String> {
+    let bytes = client
+        .query(query)
+        .fetch_bytes(format)
+        .map_err(ch_error(config, doing))?
         .collect()
         .await
-        .map_err(ch_error(config, doing.clone()))?;
-    String::from_utf8_lossy(&tsv).trim().parse().map_err(|_| Error::Stage {
-        stage: "publish clickhouse".into(),
-        message: format!("{doing}: ClickHouse answered {:?}", String::from_utf8_lossy(&tsv)),
-    })
+        .map_err(ch_error(config, doing))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Whether the day column of `published` is a `Date` (else a DateTime) in its DDL file.
@@ -451,15 +456,8 @@ pub async fn report(
             file,
             &[("database", &config.database), ("processing_date", date.as_str())],
         )?;
-        let mut cursor = client
-            .query(&query)
-            .fetch_bytes("TSVWithNames")
-            .map_err(ch_error(config, format!("running {file}")))?;
-        let tsv = cursor
-            .collect()
-            .await
-            .map_err(ch_error(config, format!("reading {file}")))?;
-        sections.push((title.to_string(), vec![tsv_to_batch(&String::from_utf8_lossy(&tsv))?]));
+        let tsv = query_text(&client, config, &query, "TSVWithNames", &format!("running {file}")).await?;
+        sections.push((title.to_string(), vec![tsv_to_batch(&tsv)?]));
     }
     Ok(sections)
 }
