@@ -291,6 +291,7 @@ pub fn kafka_settings(prefix: &str) -> Vec<(String, String)> {
         ("kafka.topic_prefix".into(), format!("{:?}", format!("{prefix}_"))),
         ("kafka.group_id".into(), format!("{:?}", format!("{prefix}_group"))),
         ("kafka.request_timeout_ms".into(), "10000".into()),
+        ("kafka.partitions".into(), "4".into()),
     ]
 }
 
@@ -351,4 +352,58 @@ pub fn clickhouse_settings(database: &str) -> Vec<(String, String)> {
         ("clickhouse.retry_backoff_ms".into(), "200".into()),
         ("clickhouse.batch_rows".into(), "10000".into()),
     ]
+}
+
+/// Rows and an order-independent content checksum of one partition directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionDigest {
+    pub rows: u64,
+    pub checksum: u64,
+}
+
+/// Every partition directory of the zones readers see (`raw`, `quarantine`, `cleaned`,
+/// `marts`) under the warehouse `root` (a path or URL), with its rows and content checksum:
+/// two warehouses are equal for readers when their digests are. Files are read with the
+/// store's own reader, so the same function checks local disk and HDFS.
+#[allow(deprecated)] // ParquetObjectReader: still the reader DataFusion 55 uses itself
+pub async fn warehouse_digest(root: &str) -> BTreeMap<String, PartitionDigest> {
+    use datafusion::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+    use futures::TryStreamExt;
+    use std::hash::{Hash, Hasher};
+
+    let config = ebroker::config::WarehouseConfig::at(root);
+    let warehouse = Warehouse::open(&config, &ebroker::warehouse::StoreRegistry::new()).expect("warehouse opens");
+    let mut digests = BTreeMap::new();
+    for zone in ["raw/", "quarantine/", "cleaned/", "marts/"] {
+        for file in warehouse.list_files(zone).await.expect("warehouse lists") {
+            let path = file.to_string();
+            if !path.ends_with(".parquet") {
+                continue;
+            }
+            let relative: Vec<String> = file
+                .prefix_match(&warehouse.path(""))
+                .expect("listed below the root")
+                .map(|part| part.as_ref().to_string())
+                .collect();
+            let partition = relative[..relative.len() - 1].join("/");
+            let reader = ParquetObjectReader::new(std::sync::Arc::clone(warehouse.store()), file);
+            let batches: Vec<RecordBatch> = ParquetRecordBatchStreamBuilder::new(reader)
+                .await
+                .and_then(|b| b.build())
+                .expect("parquet opens")
+                .try_collect()
+                .await
+                .expect("parquet reads");
+            let entry = digests
+                .entry(partition)
+                .or_insert(PartitionDigest { rows: 0, checksum: 0 });
+            for row in to_strings(&batches) {
+                let mut hasher = std::hash::DefaultHasher::new();
+                row.hash(&mut hasher);
+                entry.rows += 1;
+                entry.checksum = entry.checksum.wrapping_add(hasher.finish());
+            }
+        }
+    }
+    digests
 }

@@ -5,7 +5,8 @@
 #
 # Builds the release binary, then runs, each as its own process so peak RSS is per stage:
 # generate, clean, and the whole DAG clean -> segment -> offers -> analytics (`run --input`),
-# then the same DAG on the local cluster, reported as a ratio to in-process (issue 4: <= 1.3).
+# then the same DAG on the local cluster, reported as a ratio to in-process (issue 4: <= 1.3),
+# and in-process on a real HDFS (deploy/local/hdfs.sh plain) as a ratio to file:// (issue 16: <= 1.5).
 # Targets on a 2-core machine (issues 2, 3 and 8): generate >= 1M rows/s; clean >= 250k rows/s;
 # clean -> analytics <= 30 s at 500k clients; peak RSS <= 1 GiB at any size; an analyst's
 # query over the marts < 1 s.
@@ -45,3 +46,12 @@ trap cleanup EXIT
 dag_seconds() { awk '$1 ~ /^(clean|segment|offers|analytics)$/ && $2 == "succeeded" { s += $4 } END { printf "%.2f", s }' "$1"; }
 L="$(dag_seconds "$WORK/local.txt")"; C="$(dag_seconds "$WORK/cluster.txt")"
 echo "clean -> analytics: in-process ${L} s, cluster ${C} s, ratio $(awk -v c="$C" -v l="$L" 'BEGIN { printf "%.2f", c / l }')"
+
+echo "== the same DAG in-process with the warehouse on HDFS (deploy/local/hdfs.sh plain; issue 16: <= 1.5x file://)"
+export EBROKER_HDFS_DIR="$WORK/hdfs"
+deploy/local/hdfs.sh start plain
+. "$EBROKER_HDFS_DIR/plain/env"
+trap 'deploy/local/hdfs.sh stop all >/dev/null || true; cleanup' EXIT
+"$BIN" --warehouse "$EBROKER_TEST_HDFS/bench" run --input "$WORK/src" --date "$DATE" | tee "$WORK/hdfs.txt"
+H="$(dag_seconds "$WORK/hdfs.txt")"
+echo "clean -> analytics: file:// ${L} s, hdfs:// ${H} s, ratio $(awk -v h="$H" -v l="$L" 'BEGIN { printf "%.2f", h / l }')"

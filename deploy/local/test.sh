@@ -2,10 +2,12 @@
 # Sets up everything the tests need on this machine and runs all of them.
 #
 # Builds (deploy/local/build.sh), checks the format and that rustc and clippy print no
-# warning, installs what is missing, starts the services the integration tests use on 127.0.0.1 — a
-# Ballista scheduler with two executors, a Kafka-protocol broker (noida-db, from PyPI),
-# PostgreSQL 15 (Greenplum's stand-in, from apt) and ClickHouse 18.16 (from apt) — exports
-# their addresses, runs the whole test suite, and stops the services again.
+# warning, installs what is missing, starts the services the integration tests use on
+# 127.0.0.1 — a Ballista scheduler with two executors, Apache Kafka 4.4 in KRaft mode and
+# HDFS (Hadoop 3.4 MiniDFSCluster: a plain one, and a Kerberos + HA one with its KDC), all from
+# Maven Central; PostgreSQL 15 (Greenplum's stand-in) and ClickHouse 18.16 from apt; Spark 3.5
+# (pyspark, from PyPI) for the interop test — exports their addresses, runs the whole test
+# suite, and stops the services again.
 #
 #   deploy/local/test.sh            # everything
 #   deploy/local/test.sh -- rules   # extra arguments go to `cargo test`
@@ -47,7 +49,9 @@ clickhouse_ny() {
     EBROKER_CH_TCP_PORT="${EBROKER_CH_NY_TCP_PORT:-19001}" EBROKER_CH_TIMEZONE=America/New_York \
     deploy/local/clickhouse.sh "$@"
 }
+export EBROKER_HDFS_DIR="${EBROKER_HDFS_DIR:-$(mktemp -d /tmp/ebroker-hdfs.XXXXXX)}"
 stop_services() {
+  deploy/local/hdfs.sh stop all || true
   deploy/local/clickhouse.sh stop || true
   clickhouse_ny stop || true
   deploy/local/cluster.sh stop || true
@@ -55,6 +59,15 @@ stop_services() {
   deploy/local/postgres.sh stop || true
 }
 trap stop_services EXIT
+# HDFS first: its client configuration (one conf dir for both clusters) and a Kerberos
+# ticket cache of the tests' own are in the environment of everything started after it.
+deploy/local/hdfs.sh start plain
+deploy/local/hdfs.sh start secure-ha
+# shellcheck disable=SC1091
+. "$EBROKER_HDFS_DIR/env"
+export KRB5_CONFIG HADOOP_CONF_DIR EBROKER_TEST_HDFS EBROKER_TEST_HDFS_SECURE
+export KRB5CCNAME="FILE:$EBROKER_HDFS_DIR/krb5cc_tests"
+kinit -kt "$EBROKER_TEST_HDFS_KEYTAB" "$EBROKER_TEST_HDFS_PRINCIPAL"
 deploy/local/cluster.sh stop >/dev/null 2>&1 || true
 deploy/local/cluster.sh start
 export EBROKER_TEST_CLUSTER="df://127.0.0.1:${EBROKER_SCHEDULER_PORT:-50050}"
@@ -73,6 +86,11 @@ VENV="${EBROKER_VENV:-$HOME/.cache/ebroker/venv}"
 "$VENV/bin/python" -c "import adbc_driver_flightsql, pyarrow" 2>/dev/null \
   || "$VENV/bin/pip" install -q "adbc-driver-flightsql==1.13.0" "adbc-driver-manager==1.13.0" pyarrow
 export EBROKER_TEST_PYTHON="$VENV/bin/python"
+# Spark 3.5 (bundles its Hadoop client) for reading the warehouse back, in a venv of its own.
+SPARK_VENV="${EBROKER_SPARK_VENV:-$HOME/.cache/ebroker/spark-venv}"
+[ -x "$SPARK_VENV/bin/python" ] || python3 -m venv "$SPARK_VENV"
+"$SPARK_VENV/bin/python" -c "import pyspark" 2>/dev/null || "$SPARK_VENV/bin/pip" install -q "pyspark==3.5.9"
+export EBROKER_TEST_SPARK_PYTHON="$SPARK_VENV/bin/python"
 
 echo "== running tests ($(date -u +%H:%M:%S))"
 cargo test --release "${FEATURES[@]}" "$@"

@@ -93,6 +93,7 @@ SELECT client_id, client_name, city, status, original_segment,
            WHEN total_transaction_amount >= 50000 THEN 'Standard'
            ELSE 'Basic'
        END AS transaction_segment,
-       CAST('{{processing_date}} 00:00:00' AS TIMESTAMP) AS created_at
+       -- microseconds: Spark 3.5 cannot read Parquet TIMESTAMP(NANOS) (docs/SPEC.md, interop)
+       arrow_cast('{{processing_date}} 00:00:00', 'Timestamp(Microsecond, None)') AS created_at
 FROM aggregates
 ORDER BY client_id

@@ -39,6 +39,7 @@ SELECT offer_id(c.client_id, r.offer_type, '{{processing_date}}') AS offer_id,
        r.offer_type, r.offer_description, r.expected_revenue,
        c.priority_level, r.offer_priority, c.days_valid, c.total_value, c.total_portfolio_value,
        r.nba_rank,
-       CAST('{{processing_date}} 00:00:00' AS TIMESTAMP) AS created_at
+       -- microseconds: Spark 3.5 cannot read Parquet TIMESTAMP(NANOS) (docs/SPEC.md, interop)
+       arrow_cast('{{processing_date}} 00:00:00', 'Timestamp(Microsecond, None)') AS created_at
 FROM clients c
 JOIN ranked_templates r ON r.combined_segment = c.combined_segment AND r.tenths = c.tenths

@@ -1,7 +1,10 @@
 //! Kafka against the real broker (`EBROKER_TEST_KAFKA`, started by deploy/local/kafka.sh):
 //! produce -> ingest -> clean reconciles exactly per topic and matches cleaning the same CSV;
 //! a SIGKILLed ingest publishes nothing and its rerun holds every record once; the next date
-//! gets only new records; malformed messages end in quarantine with their reasons.
+//! gets only new records; malformed messages end in quarantine with their reasons; a broker
+//! restart in the middle of ingest still gives the day exactly once; records deleted by
+//! retention before ingest fail it naming the range (and `--force` never shrinks a day);
+//! committed offsets never move backwards. Topics have 4 partitions (`kafka_settings`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,6 +20,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const DATE: &str = "2024-06-01";
 const NEXT_DATE: &str = "2024-06-02";
+
+/// The broker is shared: the restart test takes it alone, the others share it.
+static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 fn kafka_warehouse(prefix: &str) -> TestWarehouse {
     TestWarehouse::with_settings(kafka_settings(prefix))
@@ -39,6 +45,7 @@ async fn raw_counts(wh: &TestWarehouse, table: &str, date: &str) -> (u64, u64) {
 #[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plus_duplicates() {
+    let _broker = BROKER.read().await;
     let prefix = unique_name("recon");
     let wh = kafka_warehouse(&prefix);
     let input = wh.input_dir("src");
@@ -109,6 +116,7 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
 #[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once() {
+    let _broker = BROKER.read().await;
     let prefix = unique_name("crash");
     let wh = kafka_warehouse(&prefix);
     let input = wh.input_dir("src");
@@ -206,6 +214,7 @@ async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once(
 #[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_quarantined_with_their_reasons() {
+    let _broker = BROKER.read().await;
     let prefix = unique_name("malformed");
     let wh = kafka_warehouse(&prefix);
     ensure_topics(&wh.config.kafka).await.unwrap();
@@ -295,6 +304,7 @@ async fn malformed_messages_are_quarantined_with_their_reasons() {
 #[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_with_kafka_goes_generate_produce_ingest_clean() {
+    let _broker = BROKER.read().await;
     use ebroker::runner::Status;
     use ebroker_integration::{run, RunOptions};
     let prefix = unique_name("dag");
@@ -343,4 +353,222 @@ async fn run_with_kafka_goes_generate_produce_ingest_clean() {
     assert_eq!(state.stage("ingest").unwrap().rows, Some(generated), "and ingested");
     assert_eq!(state.stage("clean").unwrap().rows, Some(generated), "and read by clean");
     assert!(state.stage("offers").unwrap().rows.unwrap() > 0);
+}
+
+/// The consumer group's committed offsets of `topic` per partition.
+fn committed_offsets(wh: &TestWarehouse, topic: &str, partitions: &[i32]) -> BTreeMap<i32, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &wh.config.kafka.brokers)
+        .set("group.id", &wh.config.kafka.group_id)
+        .create()
+        .unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    for &p in partitions {
+        list.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10)).unwrap();
+    partitions
+        .iter()
+        .filter_map(|&p| match committed.find_partition(topic, p)?.offset() {
+            rdkafka::Offset::Offset(n) => Some((p, n)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// deploy/local/kafka.sh with the test broker's settings.
+fn kafka_script(args: &[&str]) {
+    let status = std::process::Command::new(ebroker_integration::repo_root().join("deploy/local/kafka.sh"))
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "deploy/local/kafka.sh {args:?} failed");
+}
+
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_deleted_before_ingest_fail_it_naming_the_range_and_offsets_never_move_back() {
+    let _broker = BROKER.read().await;
+    let prefix = unique_name("retention");
+    let wh = kafka_warehouse(&prefix);
+    let input = wh.input_dir("src");
+    generate_sources(&input, 400, 8, 0.0);
+    let produced = produce_csv_dir(&wh.config.kafka, &input, wh.config.clean.max_record_bytes)
+        .await
+        .unwrap();
+    produced.check().unwrap();
+    let clients = format!("{prefix}_clients");
+    let partitions = [0, 1, 2, 3];
+
+    // Retention deletes the first records of a partition before the first ingest.
+    kafka_script(&["delete-records", &clients, "1", "5"]);
+    let err = ingest(&wh.config.kafka, &wh.warehouse, day(DATE), false)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.exit_code(), 3, "{text}");
+    assert!(
+        text.contains(&clients) && text.contains("partition 1") && text.contains("offsets 0..5"),
+        "the error names the lost range: {text}"
+    );
+    assert!(
+        committed_offsets(&wh, &clients, &partitions).is_empty(),
+        "no offset moved"
+    );
+    assert!(!wh
+        .warehouse
+        .exists(&Warehouse::partition(Zone::Raw, "clients", day(DATE)))
+        .await
+        .unwrap());
+
+    // Accepting the loss the way the message says; then the day is ingested.
+    let group = wh.config.kafka.group_id.clone();
+    kafka_script(&[
+        "tool",
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        "--bootstrap-server",
+        &wh.config.kafka.brokers,
+        "--group",
+        &group,
+        "--topic",
+        &format!("{clients}:1"),
+        "--reset-offsets",
+        "--to-offset",
+        "5",
+        "--execute",
+    ]);
+    let first = ingest(&wh.config.kafka, &wh.warehouse, day(DATE), false).await.unwrap();
+    let sent = produced.topics.iter().find(|t| t.table == "clients").unwrap().delivered;
+    assert_eq!(first.manifest.topic("clients").unwrap().records, sent - 5);
+    assert!(
+        first.manifest.topic("clients").unwrap().partitions.len() >= 4,
+        "topics have 4 partitions"
+    );
+
+    // Part of the day's range is deleted afterwards: --force refuses to replace the day.
+    let (raw_before, _) = raw_counts(&wh, "clients", DATE).await;
+    let range = first
+        .manifest
+        .topic("clients")
+        .unwrap()
+        .partitions
+        .iter()
+        .find(|r| r.partition == 2 && r.end > r.start + 2)
+        .cloned()
+        .expect("partition 2 holds records");
+    kafka_script(&["delete-records", &clients, "2", &(range.start + 2).to_string()]);
+    let err = ingest(&wh.config.kafka, &wh.warehouse, day(DATE), true)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("partition 2"), "{err}");
+    let (raw_after, _) = raw_counts(&wh, "clients", DATE).await;
+    assert_eq!(raw_after, raw_before, "--force never replaces a day with fewer records");
+
+    // A later date moves the group on; re-running the earlier date does not move it back.
+    let more = wh.input_dir("more");
+    generate_sources(&more, 100, 9, 0.0);
+    produce_csv_dir(&wh.config.kafka, &more, wh.config.clean.max_record_bytes)
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+    ingest(&wh.config.kafka, &wh.warehouse, day(NEXT_DATE), false)
+        .await
+        .unwrap();
+    let ahead = committed_offsets(&wh, &clients, &partitions);
+    let again = ingest(&wh.config.kafka, &wh.warehouse, day(DATE), false).await.unwrap();
+    assert!(!again.ingested);
+    assert_eq!(
+        committed_offsets(&wh, &clients, &partitions),
+        ahead,
+        "offsets never move backwards"
+    );
+}
+
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_in_the_middle_of_ingest_gives_the_day_exactly_once() {
+    let _broker = BROKER.write().await;
+    let prefix = unique_name("restart");
+    let wh = kafka_warehouse(&prefix);
+    let input = wh.input_dir("src");
+    generate_sources(&input, 100_000, 10, 0.0);
+    let produced = produce_csv_dir(&wh.config.kafka, &input, wh.config.clean.max_record_bytes)
+        .await
+        .unwrap();
+    produced.check().unwrap();
+
+    let mut child = std::process::Command::new(ebroker_binary())
+        .args(["--warehouse", &wh.config.warehouse.root, "ingest", "--date", DATE])
+        .envs(kafka_settings(&prefix).into_iter().map(|(k, v)| {
+            (
+                format!("EBROKER_{}", k.to_uppercase().replacen('.', "__", 1)),
+                v.trim_matches('"').to_string(),
+            )
+        }))
+        .env("EBROKER_KAFKA__REQUEST_TIMEOUT_MS", "60000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let staging = std::path::Path::new(&wh.config.warehouse.root)
+        .join("_staging/ingest")
+        .join(DATE);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !staging.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "ingest ended before the restart");
+        assert!(Instant::now() < deadline, "ingest never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "ingest finished before the broker restarted; produce more records"
+    );
+    kafka_script(&["restart"]);
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        // The ingest may give up on the broker; the rerun must then complete the day once.
+        eprintln!(
+            "ingest during the restart failed (rerunning): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ingest(&wh.config.kafka, &wh.warehouse, day(DATE), false).await.unwrap();
+    }
+    let manifest: IngestManifest = wh
+        .warehouse
+        .read_json(&Warehouse::run_file(day(DATE), "ingest.json"))
+        .await
+        .unwrap()
+        .expect("the day has its manifest");
+    for topic in &produced.topics {
+        let (raw, distinct) = raw_counts(&wh, &topic.table, DATE).await;
+        assert_eq!(
+            (raw, distinct, manifest.topic(&topic.table).unwrap().records),
+            (topic.delivered, topic.delivered, topic.delivered),
+            "{}: each produced record exactly once",
+            topic.table
+        );
+        let partitions: Vec<i32> = manifest
+            .topic(&topic.table)
+            .unwrap()
+            .partitions
+            .iter()
+            .map(|r| r.partition)
+            .collect();
+        let ends: BTreeMap<i32, i64> = manifest
+            .topic(&topic.table)
+            .unwrap()
+            .partitions
+            .iter()
+            .map(|r| (r.partition, r.end))
+            .collect();
+        assert_eq!(
+            committed_offsets(&wh, &topic.topic, &partitions),
+            ends,
+            "{}: offsets at the ends",
+            topic.table
+        );
+    }
 }

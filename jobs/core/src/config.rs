@@ -119,6 +119,26 @@ pub struct WarehouseConfig {
     /// Clients per bucket of the cleaned tables: a day of N clients is written as
     /// ceil(N / clients_per_bucket) files per table, and segmentation runs bucket by bucket.
     pub clients_per_bucket: u64,
+    /// Kerberos principal of an `hdfs://` warehouse on a secured cluster (e.g.
+    /// `etl/host@BANK.RU`): named in errors about a missing ticket; with `kerberos_keytab`,
+    /// ebroker gets its own ticket (`kinit -kt`) into the cache `KRB5CCNAME` names.
+    #[serde(default)]
+    pub kerberos_principal: String,
+    /// Keytab of `kerberos_principal`; empty = use the ticket already in the cache.
+    #[serde(default)]
+    pub kerberos_keytab: String,
+}
+
+impl WarehouseConfig {
+    /// A warehouse at `root` with the default bucket size and no Kerberos settings.
+    pub fn at(root: &str) -> WarehouseConfig {
+        WarehouseConfig {
+            root: root.to_string(),
+            clients_per_bucket: 500_000,
+            kerberos_principal: String::new(),
+            kerberos_keytab: String::new(),
+        }
+    }
 }
 
 /// How queries run.
@@ -169,6 +189,9 @@ pub struct GenerateConfig {
 pub struct RunConfig {
     pub retries: u32,
     pub retry_backoff_ms: u64,
+    /// Seconds without a heartbeat after which another process takes over a date's lease
+    /// (docs/DESIGN.md, "One writer per date"); the holder renews it every third of that.
+    pub lease_seconds: u64,
 }
 
 /// Where SQL overrides live.
@@ -462,6 +485,12 @@ impl Config {
                 crate::secrets::redact_urls(&self.warehouse.root)
             )));
         }
+        if !self.warehouse.kerberos_keytab.is_empty() && self.warehouse.kerberos_principal.is_empty() {
+            return Err(Error::Config(format!(
+                "warehouse.kerberos_keytab = {:?} is set without warehouse.kerberos_principal; set the principal the keytab holds, e.g. etl/host@BANK.RU",
+                self.warehouse.kerberos_keytab
+            )));
+        }
         if self.warehouse.clients_per_bucket == 0 {
             return Err(Error::Config(
                 "warehouse.clients_per_bucket = 0; use a positive number such as 500000".into(),
@@ -477,6 +506,12 @@ impl Config {
             )));
         }
         self.memory_limit_bytes()?;
+        if self.run.lease_seconds < 3 {
+            return Err(Error::Config(format!(
+                "run.lease_seconds = {} is too short for a heartbeat; use at least 3, e.g. 60",
+                self.run.lease_seconds
+            )));
+        }
         if self.engine.batch_size == 0 {
             return Err(Error::Config(
                 "engine.batch_size = 0; use a positive number such as 8192".into(),

@@ -70,6 +70,11 @@ pub enum Error {
     #[error("stage `{stage}` failed: {message}")]
     Stage { stage: String, message: String },
 
+    /// Another process holds the processing date's lease (docs/DESIGN.md, "One writer per
+    /// date").
+    #[error("processing date {date} is being written by another process: {message}")]
+    Locked { date: String, message: String },
+
     /// A Kafka client call failed.
     #[error("Kafka at {brokers}: {doing}: {source}")]
     Kafka {
@@ -132,7 +137,16 @@ impl Error {
     /// Wraps an object-store error with the URL it happened on.
     pub fn storage(url: impl Into<String>) -> impl FnOnce(object_store::Error) -> Error {
         let url = crate::secrets::redact_urls(&url.into());
-        move |source| Error::Storage { url, source }
+        move |source| {
+            let source = match crate::kerberos::hint(&source.to_string()) {
+                Some(hint) => object_store::Error::Generic {
+                    store: "HDFS",
+                    source: format!("{source}; {hint}").into(),
+                },
+                None => source,
+            };
+            Error::Storage { url, source }
+        }
     }
 
     /// The process exit code the CLI uses for this error: 2 for usage and configuration

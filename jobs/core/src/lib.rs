@@ -24,6 +24,7 @@ pub mod date;
 pub mod engine;
 pub mod error;
 pub mod formats;
+pub mod kerberos;
 pub mod progress;
 pub mod resources;
 pub mod retry;

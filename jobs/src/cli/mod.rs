@@ -263,7 +263,15 @@ async fn run_stage(global: &GlobalArgs, invocation: StageInvocation) -> Result<(
     let mut ctx = StageContext::new(config, invocation.date.unwrap_or_else(ProcessingDate::today))?;
     ctx.input = invocation.input;
     ctx.force = invocation.force;
-    let report = stage.run(&ctx).await?;
+    let report = if stage.writes_date() {
+        let command = format!("ebroker {} --date {}", stage.command().join(" "), ctx.date);
+        let lease = ctx.take_date(&command).await?;
+        let report = stage.run(&ctx).await;
+        lease.release().await?;
+        report?
+    } else {
+        stage.run(&ctx).await?
+    };
     print!("{}", report.summary);
     print!("{}", render_tables(&report.tables, invocation.format)?);
     Ok(())
@@ -360,7 +368,9 @@ async fn run(config: Config, args: RunArgs) -> Result<()> {
         resume: args.resume,
     };
     let started = std::time::Instant::now();
+    let lease = ctx.take_date(&format!("ebroker run --date {}", ctx.date)).await?;
     let result = crate::runner::run(&mut ctx, &options).await;
+    lease.release().await?;
     if let Some(state) = ctx
         .warehouse
         .read_json::<RunState>(&crate::runner::state_file(ctx.date))

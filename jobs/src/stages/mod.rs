@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::sql::SqlLibrary;
+use crate::warehouse::lease::Lease;
 use crate::warehouse::{StoreRegistry, Warehouse};
 use crate::ProcessingDate;
 
@@ -85,6 +86,12 @@ pub trait Stage: Send + Sync {
     /// Whether `ebroker run` includes it, for this context (e.g. Kafka configured).
     fn enabled(&self, ctx: &StageContext) -> bool;
 
+    /// Whether it writes the date's warehouse (or its publish targets), and so runs under the
+    /// date's lease after its leftover commits are rolled forward.
+    fn writes_date(&self) -> bool {
+        true
+    }
+
     /// Does the work for `ctx.date`.
     async fn run(&self, ctx: &StageContext) -> Result<StageReport>;
 }
@@ -140,6 +147,31 @@ impl StageContext {
             .set(engine)
             .map_err(|_| Error::Usage("the engine was set twice".into()))?;
         Ok(ctx)
+    }
+
+    /// Makes this process the date's one writer: takes the date's lease (failing at once,
+    /// naming the holder, when another process has it), then rolls forward what an
+    /// interrupted commit left journaled. Release the lease when the work is done.
+    pub async fn take_date(&self, command: &str) -> Result<Lease> {
+        let lease = self
+            .warehouse
+            .acquire_lease(self.date, command, self.config.run.lease_seconds)
+            .await?;
+        match self.warehouse.recover(self.date).await {
+            Ok(stages) => {
+                for stage in stages {
+                    eprintln!(
+                        "ebroker: finished the interrupted commit of stage {stage} for {}",
+                        self.date
+                    );
+                }
+                Ok(lease)
+            }
+            Err(e) => {
+                lease.release().await?;
+                Err(e)
+            }
+        }
     }
 
     /// The query engine: in-process, or the Ballista cluster at `cluster.url`.

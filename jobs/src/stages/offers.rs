@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::formats::fields::{parse_int, split_csv_line, trim};
 use crate::schema::marts::{CLIENT_SEGMENTATION, MARKETING_CLIENTS, OFFER_TEMPLATES, TARGETED_OFFERS};
 use crate::sql::SqlLibrary;
-use crate::tables::partitions::{register_mart, write_batch, write_partition};
+use crate::tables::partitions::{register_mart, stage_batch, PartitionWriter};
+use crate::warehouse::commit::Commit;
 use crate::warehouse::{Warehouse, Zone};
 use crate::ProcessingDate;
 
@@ -160,53 +161,57 @@ fn template_error(line: usize, message: &str) -> Error {
     Error::Config(format!("{TEMPLATES}{place}: {message}"))
 }
 
-/// Publishes the checked templates as `marts/offer_templates/processing_date=D/` (a record
-/// of which templates made the day's offers, readable by cluster nodes) and registers them
-/// as table `offer_templates`.
-pub async fn register_templates(
+/// Stages the checked templates as `marts/offer_templates/processing_date=D/` (a record
+/// of which templates made the day's offers, readable by cluster nodes), adds them to
+/// `commit` and registers them as table `offer_templates`.
+async fn stage_templates(
     engine: &Engine,
     warehouse: &Warehouse,
     sql: &SqlLibrary,
+    commit: &mut Commit,
     date: ProcessingDate,
 ) -> Result<()> {
     let batch = load_templates(sql)?;
-    write_batch(warehouse, STAGE, Zone::Marts, OFFER_TEMPLATES.name, date, &batch).await?;
-    register_mart(engine, warehouse, OFFER_TEMPLATES.name, date).await
+    let staged = stage_batch(
+        warehouse,
+        commit,
+        STAGE,
+        (Zone::Marts, OFFER_TEMPLATES.name),
+        date,
+        &batch,
+    )
+    .await?;
+    engine.register_parquet_dir(OFFER_TEMPLATES.name, &staged, None).await
 }
 
-/// Computes `marketing_clients` and `targeted_offers` for `date` from its segmentation.
+/// Computes `marketing_clients` and `targeted_offers` for `date` from its segmentation and
+/// publishes them with the day's templates in one commit: a reader never sees the offers of
+/// one run beside the clients of another.
 pub async fn offers(
     engine: &Engine,
     warehouse: &Warehouse,
     sql: &SqlLibrary,
     date: ProcessingDate,
 ) -> Result<OffersCount> {
-    register_templates(engine, warehouse, sql, date).await?;
+    let mut commit = Commit::new(STAGE, date);
+    stage_templates(engine, warehouse, sql, &mut commit, date).await?;
     register_mart(engine, warehouse, CLIENT_SEGMENTATION.name, date).await?;
     let params = [("processing_date", date.as_str())];
-    let clients_sql = sql.render(MARKETING_CLIENTS.sql, &params)?;
-    let clients = write_partition(
-        engine,
-        warehouse,
-        STAGE,
-        Zone::Marts,
-        MARKETING_CLIENTS.name,
-        date,
-        &clients_sql,
-    )
-    .await?;
-    register_mart(engine, warehouse, MARKETING_CLIENTS.name, date).await?;
-    let offers_sql = sql.render(TARGETED_OFFERS.sql, &params)?;
-    let offers = write_partition(
-        engine,
-        warehouse,
-        STAGE,
-        Zone::Marts,
-        TARGETED_OFFERS.name,
-        date,
-        &offers_sql,
-    )
-    .await?;
+    let mut output = PartitionWriter::begin(warehouse, STAGE, Zone::Marts, MARKETING_CLIENTS.name, date).await?;
+    output
+        .write_query(engine, &sql.render(MARKETING_CLIENTS.sql, &params)?)
+        .await?;
+    engine
+        .register_parquet_dir(MARKETING_CLIENTS.name, &output.staged_url(), None)
+        .await?;
+    let clients = output.add_to(&mut commit);
+    let mut output = PartitionWriter::begin(warehouse, STAGE, Zone::Marts, TARGETED_OFFERS.name, date).await?;
+    output
+        .write_query(engine, &sql.render(TARGETED_OFFERS.sql, &params)?)
+        .await?;
+    let offers = output.add_to(&mut commit);
+    warehouse.publish(commit).await?;
+    tracing::info!(%date, clients, offers, "published the day's offers");
     Ok(OffersCount { clients, offers })
 }
 

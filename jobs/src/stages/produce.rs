@@ -31,6 +31,10 @@ impl Stage for Produce {
         ctx.config.kafka.enabled()
     }
 
+    fn writes_date(&self) -> bool {
+        false
+    }
+
     async fn run(&self, ctx: &StageContext) -> Result<StageReport> {
         let generated;
         let input = match &ctx.input {

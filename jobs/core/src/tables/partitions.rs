@@ -12,6 +12,7 @@ use crate::date::ProcessingDate;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::schema::TABLES;
+use crate::warehouse::commit::Commit;
 use crate::warehouse::{parquet, Warehouse, Zone};
 
 /// Registers the seven cleaned tables of `date` (`clients`, `bank_transactions`, ...).
@@ -48,10 +49,12 @@ pub async fn write_partition(
 }
 
 /// One day of a table written by one or more queries into staging, then published in one
-/// commit: nothing is visible until [`PartitionWriter::commit`], and a writer dropped before
-/// it leaves the previous day as it was.
+/// commit: nothing is visible until [`PartitionWriter::commit`] (or the [`Commit`] it was
+/// added to is published), and a writer dropped before leaves the previous day as it was.
 pub struct PartitionWriter<'a> {
     warehouse: &'a Warehouse,
+    stage: String,
+    date: ProcessingDate,
     staged: String,
     target: String,
     what: String,
@@ -72,6 +75,8 @@ impl<'a> PartitionWriter<'a> {
         let target = Warehouse::partition(zone, table, date);
         Ok(PartitionWriter {
             warehouse,
+            stage: stage.to_string(),
+            date,
             staged,
             target,
             what: format!("{table} for {date}"),
@@ -89,11 +94,26 @@ impl<'a> PartitionWriter<'a> {
         Ok(rows)
     }
 
-    /// Publishes the staged day; returns the rows written.
+    /// The staged day's URL, for queries that read it before it is published.
+    pub fn staged_url(&self) -> url::Url {
+        self.warehouse.url(&self.staged)
+    }
+
+    /// Adds the staged day to `commit`, to be published with the stage's other outputs;
+    /// returns the rows written.
+    pub fn add_to(self, commit: &mut Commit) -> u64 {
+        commit.directory(&self.staged, &self.target);
+        self.rows
+    }
+
+    /// Publishes the staged day alone; returns the rows written.
     pub async fn commit(self) -> Result<u64> {
-        self.warehouse.commit(&self.staged, &self.target).await?;
-        tracing::info!(what = %self.what, rows = self.rows, "published");
-        Ok(self.rows)
+        let mut commit = Commit::new(&self.stage, self.date);
+        let (warehouse, what) = (self.warehouse, self.what.clone());
+        let rows = self.add_to(&mut commit);
+        warehouse.publish(commit).await?;
+        tracing::info!(%what, rows, "published");
+        Ok(rows)
     }
 }
 
@@ -168,24 +188,23 @@ pub async fn footer_rows(warehouse: &Warehouse, dir: &str) -> Result<u64> {
     Ok(rows)
 }
 
-/// Publishes `batch` (built in the client, e.g. the day's offer templates) as the partition
-/// `zone/table/processing_date=date/`, through staging and one commit, so that cluster
-/// nodes read it like any other table.
-pub async fn write_batch(
+/// Stages `batch` (built in the client, e.g. the day's offer templates) as the day of
+/// `zone/table` and adds it to `commit`; returns the staged directory's URL, so cluster
+/// nodes can read it like any other table before it is published.
+pub async fn stage_batch(
     warehouse: &Warehouse,
+    commit: &mut Commit,
     stage: &str,
-    zone: Zone,
-    table: &str,
+    (zone, table): (Zone, &str),
     date: ProcessingDate,
     batch: &RecordBatch,
-) -> Result<()> {
+) -> Result<url::Url> {
     let staged = Warehouse::staging(stage, date, zone.dir(), table);
     warehouse.remove_all(&staged).await?;
     let file = format!("{staged}part-0.parquet");
     let mut writer = parquet::writer(warehouse, &file, batch.schema(), Default::default())?;
     writer.write(batch).await.map_err(parquet::parquet_error(&file))?;
     writer.close().await.map_err(parquet::parquet_error(&file))?;
-    warehouse
-        .commit(&staged, &Warehouse::partition(zone, table, date))
-        .await
+    commit.directory(&staged, &Warehouse::partition(zone, table, date));
+    Ok(warehouse.url(&staged))
 }

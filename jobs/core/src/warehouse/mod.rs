@@ -1,10 +1,13 @@
 //! The warehouse and its zones (docs/DESIGN.md, "Storage"): every location is a URL resolved
 //! through `object_store` (`file://`, `hdfs://`/`viewfs://` via hdfs-native, `s3://`), one
 //! registry that the CLI, the scheduler and the executors all install, the layout of zones,
-//! staging and run files, and the commit step that makes a job's output visible in one move
-//! so readers never see a half-written day on local disk.
+//! staging and run files, and the operations the commit protocol ([`commit`]) and the
+//! date's lease ([`lease`]) are built from, per kind of store.
 
 pub mod buckets;
+pub mod commit;
+pub mod lease;
+mod local;
 pub mod parquet;
 
 use std::collections::HashMap;
@@ -154,12 +157,25 @@ fn check_segments(root: &str, url: &Url) -> Result<()> {
     )))
 }
 
+/// What a store can do beyond `object_store`'s calls, which decides how a commit moves data.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// A local disk: fsync and atomic directory exchange.
+    Local,
+    /// HDFS (or viewfs): atomic directory renames through the NameNode.
+    Hdfs(hdfs_native::Client),
+    /// Any other object store (S3): file by file.
+    Objects,
+}
+
 /// The warehouse: a root URL and the store behind it.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
     root: Url,
     store: Arc<dyn ObjectStore>,
+    backend: Backend,
     clients_per_bucket: u64,
+    failures: Option<Arc<commit::FailPlan>>,
 }
 
 impl Warehouse {
@@ -169,11 +185,32 @@ impl Warehouse {
         let store = registry
             .get_store(&root)
             .map_err(|e| Error::Config(format!("no object store for {root}: {e}")))?;
+        let backend = match root.scheme() {
+            "file" => Backend::Local,
+            "hdfs" | "viewfs" => {
+                crate::kerberos::login(&config.kerberos_principal, &config.kerberos_keytab).map_err(Error::Config)?;
+                Backend::Hdfs(
+                    hdfs_native::ClientBuilder::new()
+                        .with_url(format!("{}://{}", root.scheme(), root.authority()))
+                        .build()
+                        .map_err(|e| Error::Config(format!("no HDFS client for {root}: {e}")))?,
+                )
+            }
+            _ => Backend::Objects,
+        };
         Ok(Warehouse {
             root,
             store,
+            backend,
             clients_per_bucket: config.clients_per_bucket,
+            failures: commit::FailPlan::from_env(),
         })
+    }
+
+    /// The same warehouse, whose commits fail as `plan` says (fault tests).
+    pub fn with_failures(mut self, plan: Arc<commit::FailPlan>) -> Warehouse {
+        self.failures = Some(plan);
+        self
     }
 
     /// Clients per bucket of the cleaned tables (see [`buckets`]).
@@ -233,19 +270,68 @@ impl Warehouse {
 
     /// Deletes everything under `relative` (used to clear a stage's leftover staging).
     pub async fn remove_all(&self, relative: &str) -> Result<()> {
-        if let Some(dir) = self.local_dir(relative) {
-            return match std::fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(dir)(e)),
-                _ => Ok(()),
+        match &self.backend {
+            Backend::Local => local::remove_tree(&self.local_dir(relative).expect("a local warehouse has local paths")),
+            Backend::Hdfs(client) => match client.delete(&self.hdfs_path(relative), true).await {
+                Ok(_) | Err(hdfs_native::HdfsError::FileNotFound(_)) => Ok(()),
+                Err(e) => Err(self.hdfs_error(relative)(e)),
+            },
+            Backend::Objects => {
+                for file in self.list_files(relative).await? {
+                    self.store
+                        .delete(&file)
+                        .await
+                        .map_err(Error::storage(file.to_string()))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Deletes the file `relative`; a missing file is not an error.
+    pub async fn remove_file(&self, relative: &str) -> Result<()> {
+        if let Some(path) = self.local_dir(relative) {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path)(e)),
+                _ => local::sync_parent(&path),
             };
         }
-        for file in self.list_files(relative).await? {
-            self.store
-                .delete(&file)
-                .await
-                .map_err(Error::storage(file.to_string()))?;
+        match self.store.delete(&self.path(relative)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(self.url(relative).to_string())(e)),
         }
-        Ok(())
+    }
+
+    /// The absolute HDFS path of `relative`, without a trailing `/`.
+    fn hdfs_path(&self, relative: &str) -> String {
+        let path = self.url(relative).path().trim_end_matches('/').to_string();
+        percent_decode(&path)
+    }
+
+    /// Renames a file or directory on HDFS, creating the target's parent; never replaces.
+    async fn hdfs_rename(&self, from: &str, to: &str) -> Result<()> {
+        let Backend::Hdfs(client) = &self.backend else {
+            unreachable!("hdfs_rename is only called on an HDFS warehouse")
+        };
+        let target = self.hdfs_path(to);
+        if let Some((parent, _)) = target.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
+            client.mkdirs(parent, 0o755, true).await.map_err(self.hdfs_error(to))?;
+        }
+        client
+            .rename(&self.hdfs_path(from), &target, false)
+            .await
+            .map_err(self.hdfs_error(to))
+    }
+
+    /// Wraps an HDFS client error with the URL it happened on.
+    fn hdfs_error(&self, relative: &str) -> impl FnOnce(hdfs_native::HdfsError) -> Error {
+        let url = self.url(relative).to_string();
+        move |e| {
+            Error::storage(url)(object_store::Error::Generic {
+                store: "HDFS",
+                source: Box::new(e),
+            })
+        }
     }
 
     /// Lists the files under `relative`, sorted.
@@ -262,35 +348,6 @@ impl Warehouse {
         Ok(files)
     }
 
-    /// Makes the staged directory `staged` visible as `target` in one step, replacing what
-    /// was there. On the local filesystem this is an atomic directory exchange
-    /// (`renameat2(RENAME_EXCHANGE)`); on object stores each file is renamed and the target
-    /// gets a `_SUCCESS` marker last.
-    pub async fn commit(&self, staged: &str, target: &str) -> Result<()> {
-        if let (Some(from), Some(to)) = (self.local_dir(staged), self.local_dir(target)) {
-            return commit_local(&from, &to);
-        }
-        self.remove_all(target).await?;
-        let from_prefix = self.path(staged);
-        for file in self.list_files(staged).await? {
-            let relative: Vec<_> = file.prefix_match(&from_prefix).into_iter().flatten().collect();
-            let mut dest = self.path(target);
-            for part in relative {
-                dest = dest.join(part);
-            }
-            self.store
-                .rename(&file, &dest)
-                .await
-                .map_err(Error::storage(file.to_string()))?;
-        }
-        let marker = self.path(target).join("_SUCCESS");
-        self.store
-            .put(&marker, object_store::PutPayload::new())
-            .await
-            .map_err(Error::storage(marker.to_string()))?;
-        Ok(())
-    }
-
     /// Moves the file `from` to `to` (both relative to the root).
     pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.store
@@ -299,12 +356,16 @@ impl Warehouse {
             .map_err(Error::storage(self.url(from).to_string()))
     }
 
-    /// Writes `value` as pretty JSON at `relative` (atomically on every store).
+    /// Writes `value` as pretty JSON at `relative`: atomically on every store, and durably
+    /// (fsynced with its directory) on a local disk.
     pub async fn write_json<T: serde::Serialize>(&self, relative: &str, value: &T) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
             path: relative.into(),
             source,
         })?;
+        if let Some(path) = self.local_dir(relative) {
+            return local::write_durably(&path, &bytes);
+        }
         self.store
             .put(&self.path(relative), bytes.into())
             .await
@@ -330,39 +391,25 @@ impl Warehouse {
     }
 }
 
-/// Swaps `from` into place at `to` atomically, then deletes the old contents.
-fn commit_local(from: &Path, to: &Path) -> Result<()> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
+/// Undoes the percent-encoding of a URL path (HDFS paths are plain strings).
+fn percent_decode(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
     }
-    if !to.exists() {
-        return std::fs::rename(from, to).map_err(Error::io(to));
-    }
-    exchange(from, to)?;
-    std::fs::remove_dir_all(from).map_err(Error::io(from))
-}
-
-#[allow(unsafe_code)]
-fn exchange(a: &Path, b: &Path) -> Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let ca = CString::new(a.as_os_str().as_bytes()).map_err(|e| Error::io(a)(e.into()))?;
-    let cb = CString::new(b.as_os_str().as_bytes()).map_err(|e| Error::io(b)(e.into()))?;
-    // SAFETY: both arguments are valid NUL-terminated paths that live across the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(Error::io(b)(std::io::Error::last_os_error()))
-    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -370,28 +417,8 @@ mod tests {
     use super::*;
 
     fn open(root: &str) -> Result<Warehouse> {
-        let config = WarehouseConfig {
-            root: root.to_string(),
-            clients_per_bucket: 1,
-        };
+        let config = WarehouseConfig::at(root);
         Warehouse::open(&config, &StoreRegistry::new())
-    }
-
-    #[tokio::test]
-    async fn commit_replaces_a_directory_atomically() {
-        let dir = tempfile::tempdir().unwrap();
-        let wh = open(dir.path().to_str().unwrap()).unwrap();
-        for (sub, content) in [("_staging/a/", "old"), ("_staging/b/", "new")] {
-            let d = wh.local_dir(sub).unwrap();
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("part-0"), content).unwrap();
-        }
-        let target = "cleaned/t/processing_date=2024-01-01/";
-        wh.commit("_staging/a/", target).await.unwrap();
-        wh.commit("_staging/b/", target).await.unwrap();
-        let target = wh.local_dir(target).unwrap();
-        assert_eq!(std::fs::read_to_string(target.join("part-0")).unwrap(), "new");
-        assert!(!wh.local_dir("_staging/b/").unwrap().exists());
     }
 
     #[test]

@@ -9,6 +9,11 @@
 //! the same ranges again and replaces the day; a crash between (3) and (4) is repaired by the
 //! next run, which commits the manifest's ends and starts after them. A date with a manifest
 //! is not read again unless `--force`, which re-reads exactly the recorded ranges.
+//!
+//! Nothing is skipped silently: a range the broker no longer holds (deleted by retention
+//! before it was ingested) is an error naming it, not a shorter day; `--force` refuses to
+//! replace a day when part of its ranges is gone; and committed offsets never move backwards
+//! (re-committing an older date's manifest leaves a group that is further ahead alone).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +38,7 @@ use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 use crate::schema::TABLES;
 use crate::tables::partitions::footer_rows;
+use crate::warehouse::commit::Commit;
 use crate::warehouse::{parquet, Warehouse, Zone};
 use crate::ProcessingDate;
 
@@ -148,24 +154,8 @@ pub async fn ingest(
             seconds: started.elapsed().as_secs_f64(),
         });
     }
-    let plan = match existing {
-        Some(done) => done
-            .topics
-            .iter()
-            .map(|t| {
-                (
-                    t.table.clone(),
-                    t.topic.clone(),
-                    t.partitions
-                        .iter()
-                        .map(|r| PartitionRange {
-                            records: 0,
-                            ..r.clone()
-                        })
-                        .collect(),
-                )
-            })
-            .collect(),
+    let plan = match &existing {
+        Some(done) => replan(config, &consumer, done)?,
         None => plan_ranges(config, warehouse, &consumer, date).await?,
     };
 
@@ -194,6 +184,7 @@ pub async fn ingest(
     }
     bar.finish_and_clear();
 
+    let mut commit = Commit::new(STAGE, date);
     for topic in &topics {
         let staged = Warehouse::staging(STAGE, date, Zone::Raw.dir(), &topic.table);
         // Counted in the written file, not by the consumer that wrote it.
@@ -207,16 +198,30 @@ pub async fn ingest(
                 ),
             });
         }
-        warehouse
-            .commit(&staged, &Warehouse::partition(Zone::Raw, &topic.table, date))
-            .await?;
+        if let Some(before) = existing.as_ref().and_then(|m| m.topic(&topic.table)) {
+            if written < before.records {
+                return Err(Error::Reconcile {
+                    table: topic.table.clone(),
+                    message: format!(
+                        "--force re-read {written} records of {} where the raw day holds {}; the day was left as it was",
+                        topic.topic, before.records
+                    ),
+                });
+            }
+        }
+        commit.directory(&staged, &Warehouse::partition(Zone::Raw, &topic.table, date));
     }
     let manifest = IngestManifest {
         processing_date: date,
         group_id: config.group_id.clone(),
         topics,
     };
-    warehouse.write_json(&manifest_file, &manifest).await?;
+    // The raw days and their manifest are published in one commit, durably, before the
+    // offsets move (docs/DESIGN.md, "Storage and the commit protocol").
+    let staged_manifest = format!("{staging_root}manifest.json");
+    warehouse.write_json(&staged_manifest, &manifest).await?;
+    commit.file(&staged_manifest, &manifest_file);
+    warehouse.publish(commit).await?;
     warehouse.remove_all(&staging_root).await?;
     commit_offsets(config, &consumer, &manifest).await?;
     Ok(IngestOutcome {
@@ -264,16 +269,21 @@ async fn plan_ranges(
             let (low, high) = consumer
                 .fetch_watermarks(&topic, p, timeout)
                 .map_err(kafka_error(config, format!("reading watermarks of {topic} [{p}]")))?;
+            // Where this pipeline is in the partition: the group's offset or the last
+            // manifest's end, whichever is further; a partition never read starts at 0.
             let committed = match committed.find_partition(&topic, p).map(|e| e.offset()) {
                 Some(Offset::Offset(n)) => n,
-                _ => low,
+                _ => 0,
             };
             let recorded = previous
                 .as_ref()
                 .and_then(|m| m.topic(table.name))
                 .and_then(|t| t.partitions.iter().find(|r| r.partition == p))
-                .map_or(low, |r| r.end);
-            let start = committed.max(recorded).max(low);
+                .map_or(0, |r| r.end);
+            let start = committed.max(recorded);
+            if start < low {
+                return Err(lost_range(config, &topic, p, start, low));
+            }
             if start > high {
                 return Err(Error::Stage {
                     stage: STAGE.into(),
@@ -290,6 +300,44 @@ async fn plan_ranges(
         plan.push((table.name.to_string(), topic, ranges));
     }
     Ok(plan)
+}
+
+/// The ranges of an ingested day, to read again (`--force`): all of them still on the broker.
+fn replan(config: &KafkaConfig, consumer: &BaseConsumer, done: &IngestManifest) -> Result<Plan> {
+    let timeout = Duration::from_millis(config.request_timeout_ms);
+    let mut plan = Vec::new();
+    for t in &done.topics {
+        let mut ranges = Vec::new();
+        for r in &t.partitions {
+            let (low, _) = consumer
+                .fetch_watermarks(&t.topic, r.partition, timeout)
+                .map_err(kafka_error(
+                    config,
+                    format!("reading watermarks of {} [{}]", t.topic, r.partition),
+                ))?;
+            if r.start < r.end && low > r.start {
+                return Err(lost_range(config, &t.topic, r.partition, r.start, low.min(r.end)));
+            }
+            ranges.push(PartitionRange {
+                records: 0,
+                ..r.clone()
+            });
+        }
+        plan.push((t.table.clone(), t.topic.clone(), ranges));
+    }
+    Ok(plan)
+}
+
+/// Records `[from, to)` of a partition are gone from the broker before they were read.
+fn lost_range(config: &KafkaConfig, topic: &str, partition: i32, from: i64, to: i64) -> Error {
+    Error::Input {
+        path: format!("kafka://{}/{topic}", config.brokers),
+        message: format!(
+            "partition {partition}: offsets {from}..{to} ({} records) were deleted by the broker (retention) before ingest; nothing was written and no offset moved. Produce those records again, or, to accept their loss, move group {} past them (kafka-consumer-groups --reset-offsets --to-offset {to}) and rerun",
+            to - from,
+            config.group_id
+        ),
+    }
 }
 
 fn topic_partitions(config: &KafkaConfig, consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>> {
@@ -332,13 +380,29 @@ async fn latest_manifest_before(warehouse: &Warehouse, date: ProcessingDate) -> 
     }
 }
 
-/// Commits each partition's end to the consumer group.
+/// Commits each partition's end to the consumer group, where the group is not already
+/// further: committed offsets never move backwards.
 async fn commit_offsets(config: &KafkaConfig, consumer: &BaseConsumer, manifest: &IngestManifest) -> Result<()> {
+    let timeout = Duration::from_millis(config.request_timeout_ms);
     let mut list = TopicPartitionList::new();
     for topic in &manifest.topics {
+        let mut current = TopicPartitionList::new();
         for r in &topic.partitions {
-            list.add_partition_offset(&topic.topic, r.partition, Offset::Offset(r.end))
-                .map_err(kafka_error(config, format!("preparing the commit of {}", topic.topic)))?;
+            current.add_partition(&topic.topic, r.partition);
+        }
+        let current = consumer.committed_offsets(current, timeout).map_err(kafka_error(
+            config,
+            format!("reading committed offsets of {}", topic.topic),
+        ))?;
+        for r in &topic.partitions {
+            let ahead = matches!(
+                current.find_partition(&topic.topic, r.partition).map(|e| e.offset()),
+                Some(Offset::Offset(n)) if n >= r.end
+            );
+            if !ahead {
+                list.add_partition_offset(&topic.topic, r.partition, Offset::Offset(r.end))
+                    .map_err(kafka_error(config, format!("preparing the commit of {}", topic.topic)))?;
+            }
         }
     }
     if list.count() == 0 {

@@ -33,6 +33,7 @@ use crate::schema::{quarantine_schema, Table, TABLES};
 use crate::sql::SqlLibrary;
 use crate::tables::buckets::write_bucketed;
 use crate::tables::partitions::footer_rows;
+use crate::warehouse::commit::Commit;
 use crate::warehouse::parquet::{parquet_error, properties, writer, zstd, STAGING_ROW_GROUP_ROWS};
 use crate::warehouse::{Warehouse, Zone};
 use crate::ProcessingDate;
@@ -265,21 +266,22 @@ async fn finish(
         tables.push(quality);
     }
 
-    for table in TABLES {
-        for zone in [Zone::Cleaned, Zone::Quarantine] {
-            let staged = Warehouse::staging(STAGE, date, zone.dir(), table.name);
-            warehouse
-                .commit(&staged, &Warehouse::partition(zone, table.name, date))
-                .await?;
-        }
-    }
     let report = CleanReport {
         processing_date: date,
         tables,
     };
-    warehouse
-        .write_json(&Warehouse::run_file(date, "clean.json"), &report)
-        .await?;
+    // The fourteen days and the report are published in one commit (docs/DESIGN.md).
+    let mut commit = Commit::new(STAGE, date);
+    for table in TABLES {
+        for zone in [Zone::Cleaned, Zone::Quarantine] {
+            let staged = Warehouse::staging(STAGE, date, zone.dir(), table.name);
+            commit.directory(&staged, &Warehouse::partition(zone, table.name, date));
+        }
+    }
+    let staged_report = format!("{}clean.json", Warehouse::staging_root(STAGE, date));
+    warehouse.write_json(&staged_report, &report).await?;
+    commit.file(&staged_report, &Warehouse::run_file(date, "clean.json"));
+    warehouse.publish(commit).await?;
     warehouse.remove_all(&Warehouse::staging_root(STAGE, date)).await?;
     Ok(report)
 }

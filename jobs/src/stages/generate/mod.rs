@@ -47,6 +47,10 @@ impl Stage for Generate {
         ctx.input_generated
     }
 
+    fn writes_date(&self) -> bool {
+        false
+    }
+
     async fn run(&self, ctx: &StageContext) -> Result<StageReport> {
         let out = ctx
             .input
