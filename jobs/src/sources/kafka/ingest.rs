@@ -261,8 +261,7 @@ async fn plan_ranges(
         for &p in &partitions {
             list.add_partition(&topic, p);
         }
-        let committed = consumer
-            .committed_offsets(list, timeout)
+        let committed = committed_offsets(consumer, list, timeout)
             .map_err(kafka_error(config, format!("reading committed offsets of {topic}")))?;
         let mut ranges = Vec::new();
         for &p in &partitions {
@@ -380,6 +379,25 @@ async fn latest_manifest_before(warehouse: &Warehouse, date: ProcessingDate) -> 
     }
 }
 
+/// The group's committed offsets of `list`. A restarted broker answers "not coordinator" or
+/// "coordinator loading" until it has loaded the group's offsets: asked again until `timeout`.
+fn committed_offsets(
+    consumer: &BaseConsumer,
+    list: TopicPartitionList,
+    timeout: Duration,
+) -> std::result::Result<TopicPartitionList, KafkaError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match consumer.committed_offsets(list.clone(), timeout) {
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %e, "reading committed offsets failed; asking again");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Commits each partition's end to the consumer group, where the group is not already
 /// further: committed offsets never move backwards.
 async fn commit_offsets(config: &KafkaConfig, consumer: &BaseConsumer, manifest: &IngestManifest) -> Result<()> {
@@ -390,7 +408,7 @@ async fn commit_offsets(config: &KafkaConfig, consumer: &BaseConsumer, manifest:
         for r in &topic.partitions {
             current.add_partition(&topic.topic, r.partition);
         }
-        let current = consumer.committed_offsets(current, timeout).map_err(kafka_error(
+        let current = committed_offsets(consumer, current, timeout).map_err(kafka_error(
             config,
             format!("reading committed offsets of {}", topic.topic),
         ))?;
