@@ -17,6 +17,7 @@ SELECT client_id, client_name, segment, portfolio_segment, transaction_segment,
        login_count + activity_count AS activity_score,
        CASE segment WHEN 'VIP' THEN 1 WHEN 'Premium' THEN 2 WHEN 'Standard' THEN 3 ELSE 4 END AS priority_level,
        status,
-       CAST('{{processing_date}} 00:00:00' AS TIMESTAMP) AS last_updated
+       -- microseconds: Spark 3.5 cannot read Parquet TIMESTAMP(NANOS) (docs/SPEC.md §5)
+       arrow_cast('{{processing_date}} 00:00:00', 'Timestamp(Microsecond, None)') AS last_updated
 FROM client_segmentation
 ORDER BY client_id
