@@ -311,6 +311,29 @@ pub fn ebroker_binary() -> PathBuf {
     bin
 }
 
+/// The `ebroker` binary on the warehouse `root`, with two partitions and no inherited log
+/// filter or fault hook: what the tests that drive the binary as an operator start from.
+pub fn ebroker_command(root: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(ebroker_binary());
+    cmd.arg("--warehouse")
+        .arg(root)
+        .env_remove("RUST_LOG")
+        .env_remove("EBROKER_FAIL_COMMIT_STEP")
+        .env("EBROKER_ENGINE__TARGET_PARTITIONS", "2");
+    cmd
+}
+
+/// Runs `cmd` and fails the test with its stderr unless it exits 0.
+pub fn succeeded(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().expect("ebroker starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Generates `clients` clients' dirty sources into `dir`.
 pub fn generate_sources(dir: &Path, clients: u64, seed: u64, dirty: f64) -> u64 {
     let options = ebroker::stages::generate::GenerateOptions {

@@ -42,7 +42,11 @@ async fn cleaned_files(wh: &TestWarehouse, table: &str) -> Vec<String> {
         .list_files(&Warehouse::partition(Zone::Cleaned, table, day(DATE)))
         .await
         .unwrap();
-    files.iter().filter_map(|f| f.filename().map(str::to_string)).collect()
+    // The commit's `.commit-<id>` marker is hidden: every reader skips dot files.
+    files
+        .iter()
+        .filter_map(|f| f.filename().filter(|name| !name.starts_with('.')).map(str::to_string))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

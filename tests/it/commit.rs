@@ -12,38 +12,20 @@
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ebroker::schema::TABLES;
-use ebroker_integration::{ebroker_binary, generate_sources, service, unique_name, warehouse_digest, PartitionDigest};
+use ebroker_integration::{
+    ebroker_command, generate_sources, service, succeeded, unique_name, warehouse_digest, PartitionDigest,
+};
 
 const DATE: &str = "2024-06-01";
 
 type Digest = BTreeMap<String, PartitionDigest>;
 
-fn ebroker(root: &str) -> Command {
-    let mut cmd = Command::new(ebroker_binary());
-    cmd.arg("--warehouse")
-        .arg(root)
-        .env_remove("RUST_LOG")
-        .env_remove("EBROKER_FAIL_COMMIT_STEP")
-        .env("EBROKER_ENGINE__TARGET_PARTITIONS", "2");
-    cmd
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("ebroker starts");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn clean(root: &str, input: &Path) -> Command {
-    let mut cmd = ebroker(root);
+    let mut cmd = ebroker_command(root);
     cmd.args(["clean", "--date", DATE, "--input"]).arg(input);
     cmd
 }
@@ -72,10 +54,10 @@ async fn abort_clean_at_commit_steps(root_of: impl Fn(&str) -> String, steps: Op
     generate_sources(&old_input, 40, 1, 0.05);
     generate_sources(&new_input, 50, 2, 0.05);
     let old_root = root_of("old");
-    run_ok(&mut clean(&old_root, &old_input));
+    succeeded(&mut clean(&old_root, &old_input));
     let old = cleaned_digest(&old_root).await;
     let new_root = root_of("new");
-    run_ok(&mut clean(&new_root, &new_input));
+    succeeded(&mut clean(&new_root, &new_input));
     let new = cleaned_digest(&new_root).await;
     assert_eq!(old.len(), TABLES.len() * 2, "{old:?}");
     assert!(
@@ -89,7 +71,7 @@ async fn abort_clean_at_commit_steps(root_of: impl Fn(&str) -> String, steps: Op
     let mut aborted = 0;
     for k in steps.by_ref() {
         let root = root_of(&format!("k{k}"));
-        run_ok(&mut clean(&root, &old_input));
+        succeeded(&mut clean(&root, &old_input));
         let out = clean(&root, &new_input)
             .env("EBROKER_FAIL_COMMIT_STEP", format!("{k}:abort"))
             .output()
@@ -117,14 +99,14 @@ async fn abort_clean_at_commit_steps(root_of: impl Fn(&str) -> String, steps: Op
             );
         }
         // Any stage's next command rolls the journal forward before it reads.
-        run_ok(ebroker(&root).args(["segment", "--date", DATE]));
+        succeeded(ebroker_command(&root).args(["segment", "--date", DATE]));
         let recovered = cleaned_digest(&root).await;
         if k <= journal_step {
             assert_eq!(recovered, old, "step {k}: no journal yet, the old day stays");
         } else {
             assert_eq!(recovered, new, "step {k}: the journaled commit was rolled forward");
         }
-        run_ok(&mut clean(&root, &new_input));
+        succeeded(&mut clean(&root, &new_input));
         assert_eq!(
             cleaned_digest(&root).await,
             new,
@@ -184,7 +166,7 @@ async fn run_killed_at_random_moments_then_resumed_equals_an_uninterrupted_run()
     let input = dir.path().join("input");
     generate_sources(&input, 300, 5, 0.05);
     let run = |root: &Path, resume: bool| {
-        let mut cmd = ebroker(root.to_str().unwrap());
+        let mut cmd = ebroker_command(root.to_str().unwrap());
         cmd.args(["run", "--date", DATE, "--input"]).arg(&input);
         if resume {
             cmd.arg("--resume");
@@ -193,7 +175,7 @@ async fn run_killed_at_random_moments_then_resumed_equals_an_uninterrupted_run()
     };
     let baseline_root = dir.path().join("baseline");
     let started = Instant::now();
-    run_ok(&mut run(&baseline_root, false));
+    succeeded(&mut run(&baseline_root, false));
     let span = started.elapsed();
     let baseline = warehouse_digest(baseline_root.to_str().unwrap()).await;
     assert!(
@@ -215,7 +197,7 @@ async fn run_killed_at_random_moments_then_resumed_equals_an_uninterrupted_run()
         let _ = child.kill(); // SIGKILL
         child.wait().unwrap();
         *killed_in.entry(running_stage(&root)).or_default() += 1;
-        run_ok(&mut run(&root, true));
+        succeeded(&mut run(&root, true));
         let digest = warehouse_digest(root.to_str().unwrap()).await;
         assert_eq!(digest, baseline, "trial {trial}: killed after {wait:?}");
         std::fs::remove_dir_all(&root).unwrap();
@@ -231,8 +213,8 @@ async fn a_second_writer_of_a_date_fails_fast_and_the_first_finishes_whole() {
     let input = dir.path().join("input");
     generate_sources(&input, 3000, 6, 0.05);
     let baseline_root = dir.path().join("baseline");
-    run_ok(
-        ebroker(baseline_root.to_str().unwrap())
+    succeeded(
+        ebroker_command(baseline_root.to_str().unwrap())
             .args(["clean", "--date", DATE, "--input"])
             .arg(&input),
     );
@@ -240,7 +222,7 @@ async fn a_second_writer_of_a_date_fails_fast_and_the_first_finishes_whole() {
 
     let root = dir.path().join("contended");
     let root_text = root.to_str().unwrap().to_string();
-    let mut first = ebroker(&root_text)
+    let mut first = ebroker_command(&root_text)
         .args(["run", "--date", DATE, "--input"])
         .arg(&input)
         .stdout(Stdio::null())
@@ -254,7 +236,7 @@ async fn a_second_writer_of_a_date_fails_fast_and_the_first_finishes_whole() {
     }
     assert!(lease.exists(), "the run never took the date's lease");
     let started = Instant::now();
-    let second = ebroker(&root_text)
+    let second = ebroker_command(&root_text)
         .args(["clean", "--date", DATE, "--input"])
         .arg(&input)
         .output()

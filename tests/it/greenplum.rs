@@ -255,8 +255,9 @@ async fn connection_errors_name_the_server_but_never_the_password() {
     assert!(!text.contains("s3cret-Pa55"), "the password leaked: {text}");
 }
 
-/// The statements `publish greenplum` runs for a day, as one SQL text.
-async fn generated_ddl(greenplum: bool) -> String {
+/// The whole DAG for one client with one transaction, and the tables `publish greenplum`
+/// would load from it.
+async fn one_client_day() -> (TestWarehouse, Vec<ebroker::sinks::greenplum::tables::PgTable>) {
     let mut s = Sources::new();
     s.client("CLIENT_000001").transaction("CLIENT_000001", "100.00");
     let wh = TestWarehouse::new();
@@ -268,6 +269,12 @@ async fn generated_ddl(greenplum: bool) -> String {
     let tables = ebroker::sinks::greenplum::published_tables(&wh.warehouse, day(DATE))
         .await
         .unwrap();
+    (wh, tables)
+}
+
+/// The statements `publish greenplum` runs for a day, as one SQL text.
+async fn generated_ddl(greenplum: bool) -> String {
+    let (wh, tables) = one_client_day().await;
     let mut statements = ddl::create_statements(&wh.sql, "bank", &tables, greenplum).unwrap();
     for table in &tables {
         if greenplum {
@@ -347,17 +354,7 @@ fn pxf_reads_as(column: &datafusion::parquet::schema::types::ColumnDescriptor) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pxf_external_tables_declare_what_the_parquet_files_hold() {
     use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
-    let mut s = Sources::new();
-    s.client("CLIENT_000001").transaction("CLIENT_000001", "100.00");
-    let wh = TestWarehouse::new();
-    let input = wh.input_dir("src");
-    s.write(&input);
-    run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options(Some(input), 1))
-        .await
-        .unwrap();
-    let tables = ebroker::sinks::greenplum::published_tables(&wh.warehouse, day(DATE))
-        .await
-        .unwrap();
+    let (wh, tables) = one_client_day().await;
     let mut checked = 0;
     for table in &tables {
         let statements = ddl::pxf_load(&wh.sql, "bank", table, day(DATE), "data/bank", "default").unwrap();

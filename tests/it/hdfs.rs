@@ -1,38 +1,21 @@
 //! The warehouse on a real HDFS (`deploy/local/hdfs.sh`: a MiniDFSCluster with a NameNode and
 //! three DataNodes at EBROKER_TEST_HDFS; a Kerberos + HA one, two NameNodes behind
 //! `hdfs://minidfs-ns`, at EBROKER_TEST_HDFS_SECURE with its keytab): the whole DAG gives the
-//! same warehouse as on local disk — in-process, and from a keytab on the secure cluster — and Spark 3.5 reads the cleaned
-//! tables and marts back from both stores. A missing ticket is an error naming the principal
+//! same warehouse as on local disk — in-process, on the Ballista cluster, and from a keytab on
+//! the secure cluster — and Spark 3.5 reads the cleaned tables and marts back from both stores. A missing ticket is an error naming the principal
 //! and the fix.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use ebroker_integration::{ebroker_binary, generate_sources, service, unique_name, warehouse_digest, PartitionDigest};
+use ebroker_integration::{
+    ebroker_command, generate_sources, service, succeeded, unique_name, warehouse_digest, PartitionDigest,
+};
 
 const DATE: &str = "2024-06-01";
 
 type Digest = BTreeMap<String, PartitionDigest>;
-
-fn ebroker(root: &str) -> Command {
-    let mut cmd = Command::new(ebroker_binary());
-    cmd.arg("--warehouse")
-        .arg(root)
-        .env_remove("RUST_LOG")
-        .env("EBROKER_ENGINE__TARGET_PARTITIONS", "2");
-    cmd
-}
-
-fn succeeded(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("ebroker starts");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn run_dag(cmd: &mut Command, input: &Path) {
     succeeded(cmd.args(["run", "--date", DATE, "--input"]).arg(input));
@@ -41,7 +24,7 @@ fn run_dag(cmd: &mut Command, input: &Path) {
 /// The DAG into a fresh local warehouse: the reference the HDFS runs are compared with.
 async fn local_reference(input: &Path, dir: &Path) -> (String, Digest) {
     let root = dir.join("local").display().to_string();
-    run_dag(&mut ebroker(&root), input);
+    run_dag(&mut ebroker_command(&root), input);
     let digest = warehouse_digest(&root).await;
     assert!(
         digest.keys().any(|k| k.starts_with("marts/marketing_analytics_daily")),
@@ -58,17 +41,22 @@ fn input(dir: &Path) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
-async fn the_dag_on_hdfs_in_process_equals_the_local_run() {
+async fn the_dag_on_hdfs_in_process_and_on_the_cluster_equals_the_local_run() {
     let hdfs = service("EBROKER_TEST_HDFS");
     let dir = tempfile::tempdir().unwrap();
     let input = input(dir.path());
     let (_, reference) = local_reference(&input, dir.path()).await;
 
     let in_process = format!("{hdfs}/{}", unique_name("dag"));
-    run_dag(&mut ebroker(&in_process), &input);
+    run_dag(&mut ebroker_command(&in_process), &input);
     assert_eq!(warehouse_digest(&in_process).await, reference, "in-process on HDFS");
-    // Not yet on the Ballista cluster: a cluster run over hdfs:// did not finish here (the
-    // issue 16 note says so).
+
+    // The same run on the Ballista cluster: its executors read and write the HDFS.
+    let cluster = service("EBROKER_TEST_CLUSTER");
+    let _guard = crate::cluster::CLUSTER.lock().await;
+    let on_cluster = format!("{hdfs}/{}", unique_name("dag_cluster"));
+    run_dag(ebroker_command(&on_cluster).args(["--cluster", &cluster]), &input);
+    assert_eq!(warehouse_digest(&on_cluster).await, reference, "on the cluster on HDFS");
 }
 
 /// Environment for the secure cluster with the ticket cache `cache` (empty: no ticket).
@@ -91,7 +79,7 @@ async fn the_dag_on_kerberos_ha_hdfs_runs_from_a_keytab_and_a_missing_ticket_nam
 
     // No ticket: an error that names the principal to use and how to get a ticket.
     let empty = dir.path().join("no-ticket");
-    let out = kerberos_env(&mut ebroker(&root), &empty)
+    let out = kerberos_env(&mut ebroker_command(&root), &empty)
         .env("EBROKER_WAREHOUSE__KERBEROS_PRINCIPAL", &principal)
         .args(["run", "--date", DATE, "--input"])
         .arg(&input)
@@ -106,7 +94,7 @@ async fn the_dag_on_kerberos_ha_hdfs_runs_from_a_keytab_and_a_missing_ticket_nam
 
     // From the keytab (ebroker's warehouse.kerberos_keytab/principal): the same warehouse.
     let cache = dir.path().join("ticket");
-    let mut cmd = ebroker(&root);
+    let mut cmd = ebroker_command(&root);
     kerberos_env(&mut cmd, &cache)
         .env("EBROKER_WAREHOUSE__KERBEROS_KEYTAB", &keytab)
         .env("EBROKER_WAREHOUSE__KERBEROS_PRINCIPAL", &principal);
@@ -149,7 +137,7 @@ async fn spark_reads_the_cleaned_tables_and_marts_from_hdfs_and_local_disk() {
     let input = input(dir.path());
     let (local, digest) = local_reference(&input, dir.path()).await;
     let on_hdfs = format!("{hdfs}/{}", unique_name("spark"));
-    run_dag(&mut ebroker(&on_hdfs), &input);
+    run_dag(&mut ebroker_command(&on_hdfs), &input);
 
     let tables = spark_tables();
     let local_url = url::Url::from_directory_path(&local).unwrap().to_string();

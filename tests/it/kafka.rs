@@ -7,6 +7,8 @@
 //! committed offsets never move backwards. Topics have 4 partitions (`kafka_settings`).
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ebroker::schema::TABLES;
@@ -113,6 +115,39 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
     );
 }
 
+/// `ebroker ingest` of [`DATE`] as a child process on `wh` and the topics of `prefix`.
+fn spawn_ingest(wh: &TestWarehouse, prefix: &str) -> Command {
+    let mut cmd = Command::new(ebroker_binary());
+    cmd.args(["--warehouse", &wh.config.warehouse.root, "ingest", "--date", DATE])
+        .envs(kafka_settings(prefix).into_iter().map(|(k, v)| {
+            (
+                format!("EBROKER_{}", k.to_uppercase().replacen('.', "__", 1)),
+                v.trim_matches('"').to_string(),
+            )
+        }))
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// Waits until `child` (an ingest) writes `_staging/ingest/DATE/<under>`, failing if it ends
+/// first or takes over a minute.
+fn wait_for_staging(wh: &TestWarehouse, child: &mut Child, under: &str) {
+    let staging = Path::new(&wh.config.warehouse.root)
+        .join("_staging/ingest")
+        .join(DATE)
+        .join(under);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !staging.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ingest finished before {} appeared; produce more records",
+            staging.display()
+        );
+        assert!(Instant::now() < deadline, "ingest never started writing");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once() {
@@ -127,31 +162,8 @@ async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once(
     produced.check().unwrap();
 
     // SIGKILL the CLI once it is writing the raw dump.
-    let mut child = std::process::Command::new(ebroker_binary())
-        .args(["--warehouse", &wh.config.warehouse.root, "ingest", "--date", DATE])
-        .envs(kafka_settings(&prefix).into_iter().map(|(k, v)| {
-            (
-                format!("EBROKER_{}", k.to_uppercase().replacen('.', "__", 1)),
-                v.trim_matches('"').to_string(),
-            )
-        }))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let staging = std::path::Path::new(&wh.config.warehouse.root)
-        .join("_staging/ingest")
-        .join(DATE)
-        .join("raw");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !staging.exists() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "ingest finished before it could be killed; produce more records"
-        );
-        assert!(Instant::now() < deadline, "ingest never started writing");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut child = spawn_ingest(&wh, &prefix).stderr(Stdio::null()).spawn().unwrap();
+    wait_for_staging(&wh, &mut child, "raw");
     std::thread::sleep(Duration::from_millis(150));
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
@@ -163,11 +175,8 @@ async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once(
         .unwrap();
     assert!(manifest.is_none(), "the kill came before the manifest");
     for table in TABLES {
-        let published = std::path::Path::new(&wh.config.warehouse.root).join(Warehouse::partition(
-            Zone::Raw,
-            table.name,
-            day(DATE),
-        ));
+        let published =
+            Path::new(&wh.config.warehouse.root).join(Warehouse::partition(Zone::Raw, table.name, day(DATE)));
         assert!(
             !published.exists(),
             "nothing of a killed ingest is where readers look: {}",
@@ -379,7 +388,7 @@ fn committed_offsets(wh: &TestWarehouse, topic: &str, partitions: &[i32]) -> BTr
 
 /// deploy/local/kafka.sh with the test broker's settings.
 fn kafka_script(args: &[&str]) {
-    let status = std::process::Command::new(ebroker_integration::repo_root().join("deploy/local/kafka.sh"))
+    let status = Command::new(ebroker_integration::repo_root().join("deploy/local/kafka.sh"))
         .args(args)
         .status()
         .unwrap();
@@ -500,28 +509,12 @@ async fn a_broker_restart_in_the_middle_of_ingest_gives_the_day_exactly_once() {
         .unwrap();
     produced.check().unwrap();
 
-    let mut child = std::process::Command::new(ebroker_binary())
-        .args(["--warehouse", &wh.config.warehouse.root, "ingest", "--date", DATE])
-        .envs(kafka_settings(&prefix).into_iter().map(|(k, v)| {
-            (
-                format!("EBROKER_{}", k.to_uppercase().replacen('.', "__", 1)),
-                v.trim_matches('"').to_string(),
-            )
-        }))
+    let mut child = spawn_ingest(&wh, &prefix)
         .env("EBROKER_KAFKA__REQUEST_TIMEOUT_MS", "60000")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let staging = std::path::Path::new(&wh.config.warehouse.root)
-        .join("_staging/ingest")
-        .join(DATE);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !staging.exists() {
-        assert!(child.try_wait().unwrap().is_none(), "ingest ended before the restart");
-        assert!(Instant::now() < deadline, "ingest never started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_staging(&wh, &mut child, "");
     assert!(
         child.try_wait().unwrap().is_none(),
         "ingest finished before the broker restarted; produce more records"

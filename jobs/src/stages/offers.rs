@@ -211,6 +211,9 @@ pub async fn offers(
         .await?;
     let offers = output.add_to(&mut commit);
     warehouse.publish(commit).await?;
+    for table in [OFFER_TEMPLATES.name, MARKETING_CLIENTS.name] {
+        register_mart(engine, warehouse, table, date).await?;
+    }
     tracing::info!(%date, clients, offers, "published the day's offers");
     Ok(OffersCount { clients, offers })
 }

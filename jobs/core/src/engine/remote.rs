@@ -17,9 +17,14 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::warehouse::StoreRegistry;
 
-/// Ballista's session configuration with ebroker's options.
+/// Ballista's session configuration with ebroker's options, planned by Ballista's static
+/// planner. Ballista 55's adaptive planner (its default) re-plans a left join whose other
+/// side is empty forever: each re-plan removes the empty stage and adds a new one-task
+/// exchange over it, so a day on which no client registered never finished its analytics
+/// (tests/it/cluster.rs, `a_day_without_new_clients_completes_on_the_cluster`).
 pub fn session_config(config: &Config) -> SessionConfig {
-    apply_session_options(SessionConfig::new_with_ballista(), config)
+    let session = SessionConfig::new_with_ballista().with_ballista_adaptive_query_planner(false);
+    apply_session_options(session, config)
 }
 
 /// The runtime a cluster node runs tasks in: ebroker's object stores and memory budget.
