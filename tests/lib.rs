@@ -41,14 +41,17 @@ impl TestWarehouse {
 
     /// A warehouse whose jobs run on the Ballista cluster at `url`.
     pub async fn on_cluster(url: &str) -> Self {
-        let mut wh = Self::build(
-            None,
-            vec![
-                ("cluster.url".into(), format!("{url:?}")),
-                ("cluster.query_timeout_secs".into(), "60".into()),
-                ("run.retries".into(), "0".into()),
-            ],
-        );
+        Self::on_cluster_with(url, Vec::new()).await
+    }
+
+    /// [`Self::on_cluster`] with extra configuration.
+    pub async fn on_cluster_with(url: &str, mut extra: Vec<(String, String)>) -> Self {
+        extra.extend([
+            ("cluster.url".into(), format!("{url:?}")),
+            ("cluster.query_timeout_secs".into(), "60".into()),
+            ("run.retries".into(), "0".into()),
+        ]);
+        let mut wh = Self::build(None, extra);
         wh.engine = Engine::connect(&wh.config).await.expect("cluster engine connects");
         wh
     }

@@ -1,5 +1,5 @@
 //! `ebroker-executor`: Ballista's executor with ebroker's session configuration, object
-//! stores (file, hdfs, s3), memory budget and SQL functions installed, so tasks of ebroker's
+//! stores (file, hdfs, s3), memory budget, SQL functions and plan codec (ebroker-plans) installed, so tasks of ebroker's
 //! jobs run here exactly as they do in-process.
 //!
 //! Every upstream flag is kept (`--help`), including `--bind-health-port` (served by this
@@ -31,6 +31,8 @@ fn main() {
 
 async fn serve(args: ExecutorArgs) -> Result<(), String> {
     let ebroker = Config::load(None, &[]).map_err(|e| e.to_string())?;
+    // Secret Kafka properties come from this node's configuration, never from a plan.
+    ebroker_plans::kafka::set_node_secrets(&ebroker.kafka);
     let health_addr: SocketAddr = format!("{}:{}", args.bind_host, args.bind_health_port)
         .parse()
         .map_err(|e| format!("--bind-host/--bind-health-port do not form an address: {e}"))?;
@@ -47,6 +49,8 @@ async fn serve(args: ExecutorArgs) -> Result<(), String> {
     }));
     config.override_runtime_producer = Some(Arc::new(move |_| ebroker_core::engine::remote::node_runtime(&ebroker)));
     config.override_function_registry = Some(Arc::new(ebroker_core::engine::remote::function_registry()));
+    // Runs ebroker's own work (Kafka range dumps).
+    config.override_physical_codec = Some(ebroker_plans::codec::codec());
 
     let (stop_health, health_stopped) = tokio::sync::oneshot::channel();
     let health = spawn_health_server(health_addr, config.health.clone(), health_stopped);

@@ -9,6 +9,8 @@
 //! - [`stages`] — one type per stage behind the `Stage` trait, and the registry; beside them
 //!   [`sinks`] (Greenplum, ClickHouse), each a folder.
 //! - [`sources`] — Kafka: produce and the exactly-once ingest.
+//! - [`plans`] (the `ebroker-plans` crate): work that is not SQL as Ballista tasks — the Kafka
+//!   range dumps — and the codec the scheduler and executors install.
 //! - the core crate `ebroker-core` (re-exported here): schema, formats, warehouse, engine,
 //!   SQL files, configuration, errors, [`ProcessingDate`].
 
@@ -16,6 +18,8 @@ pub use ebroker_core::{
     config, date, engine, error, formats, progress, resources, retry, schema, secrets, sql, tables, text, warehouse,
 };
 pub use ebroker_core::{Error, ProcessingDate, Result};
+/// ebroker's own execution plans (work as Ballista tasks) and their codec.
+pub use ebroker_plans as plans;
 
 pub mod cli;
 pub mod runner;

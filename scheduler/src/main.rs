@@ -1,5 +1,5 @@
 //! `ebroker-scheduler`: Ballista's scheduler with ebroker's session configuration,
-//! object stores (file, hdfs, s3) and SQL functions installed, so jobs submitted by
+//! object stores (file, hdfs, s3), SQL functions and plan codec (ebroker-plans) installed, so jobs submitted by
 //! `ebroker --cluster df://host:port` plan here exactly as they do in-process.
 //!
 //! Every upstream flag is kept (`--help`); ebroker's own settings (memory budget, spill
@@ -41,13 +41,15 @@ async fn serve(args: SchedulerArgs) -> Result<(), String> {
         .map_err(|e| format!("--bind-host/--bind-port do not form an address: {e}"))?;
     let config: SchedulerConfig = args.try_into().map_err(|e| format!("{e}"))?;
     let for_config = ebroker.clone();
-    let config = config
+    let mut config = config
         .with_override_config_producer(Arc::new(move || {
             ebroker_core::engine::remote::session_config(&for_config)
         }))
         .with_override_session_builder(Arc::new(move |session| {
             ebroker_core::engine::remote::scheduler_session(&ebroker, session)
         }));
+    // Decodes the plans of ebroker's own work (Kafka range dumps) and encodes their tasks.
+    config.override_physical_codec = Some(ebroker_plans::codec::codec());
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(|e| format!("{e}"))?;

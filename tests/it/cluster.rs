@@ -168,6 +168,42 @@ async fn the_dag_on_the_cluster_equals_the_in_process_run_row_for_row() {
     );
 }
 
+/// The pids of the scheduler and executors `deploy/local/cluster.sh` started.
+fn cluster_pids() -> Vec<u32> {
+    ["scheduler", "exec-a", "exec-b"]
+        .iter()
+        .filter_map(|name| std::fs::read_to_string(cluster_dir().join(format!("{name}.pid"))).ok())
+        .filter_map(|pid| pid.trim().parse().ok())
+        .collect()
+}
+
+/// ebroker's own plans (a task list under `WorkExec`, through the codec installed in the
+/// client, scheduler and executors) run each task exactly once, on an executor.
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_plans_run_each_task_once_on_the_executors() {
+    use ebroker::plans::run::{run_tasks, Runner};
+    use ebroker::plans::work::{Probe, Work};
+    let url = service("EBROKER_TEST_CLUSTER");
+    let _guard = CLUSTER.lock().await;
+    let remote = TestWarehouse::on_cluster(&url).await;
+    let tasks: Vec<u64> = (0..8).collect();
+    let bar = indicatif::ProgressBar::hidden();
+    let probes: Vec<Probe> = run_tasks(&Runner::Engine(&remote.engine), Work::Probe, &tasks, "probe", &bar)
+        .await
+        .unwrap();
+    let mut ran: Vec<u64> = probes.iter().map(|p| p.task).collect();
+    ran.sort();
+    assert_eq!(ran, tasks, "each task once");
+    let nodes = cluster_pids();
+    assert!(
+        probes
+            .iter()
+            .all(|p| nodes.contains(&p.pid) && p.pid != std::process::id()),
+        "every task ran in a cluster process {nodes:?}: {probes:?}"
+    );
+}
+
 /// A day on which no client registered: the analytics query's left join has an empty side.
 /// Ballista 55's adaptive planner re-plans such a join forever (a new one-task stage every few
 /// milliseconds, found on the HDFS run); the cluster session plans statically instead, and

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ebroker::schema::TABLES;
-use ebroker::sources::kafka::ingest::{ingest, IngestManifest};
+use ebroker::sources::kafka::ingest::{ingest, ingest_on, IngestManifest};
 use ebroker::sources::kafka::produce::{ensure_topics, produce_csv_dir};
 use ebroker::stages::clean::clean_raw;
 use ebroker::warehouse::{Warehouse, Zone};
@@ -113,6 +113,71 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
         forced.manifest, outcome.manifest,
         "--force re-reads exactly the recorded ranges"
     );
+}
+
+/// Lines of the cluster's executor logs that say a range of `topic` was dumped there.
+fn dumps_logged_by_executors(topic: &str) -> usize {
+    let dir = std::env::var("EBROKER_CLUSTER_DIR").unwrap_or_else(|_| "/tmp/ebroker-cluster".into());
+    ["exec-a", "exec-b"]
+        .iter()
+        .map(|name| {
+            std::fs::read_to_string(Path::new(&dir).join(format!("{name}.log")))
+                .unwrap_or_default()
+                .lines()
+                .filter(|line| line.contains("dumped") && line.contains(&format!("topic=\"{topic}\"")))
+                .count()
+        })
+        .sum()
+}
+
+/// With `--cluster`, each partition range is a task on an executor (the client only plans
+/// and commits): every produced record lands in the raw zone once, the offsets end where
+/// the manifest says, and the executors' logs hold one dump per range.
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_on_the_cluster_dumps_each_range_on_an_executor_exactly_once() {
+    let _broker = BROKER.read().await;
+    let _cluster = crate::cluster::CLUSTER.lock().await;
+    let prefix = unique_name("cluster_ingest");
+    let wh = TestWarehouse::on_cluster_with(
+        &ebroker_integration::service("EBROKER_TEST_CLUSTER"),
+        kafka_settings(&prefix),
+    )
+    .await;
+    let input = wh.input_dir("src");
+    generate_sources(&input, 20_000, 8, 0.0);
+    let produced = produce_csv_dir(&wh.config.kafka, &input, wh.config.clean.max_record_bytes)
+        .await
+        .unwrap();
+    produced.check().unwrap();
+    let outcome = ingest_on(&wh.engine, &wh.config.kafka, &wh.warehouse, day(DATE), false)
+        .await
+        .unwrap();
+    for topic in &produced.topics {
+        let got = outcome.manifest.topic(&topic.table).unwrap();
+        assert_eq!(got.partitions.len(), 4, "{}: four partitions", topic.table);
+        let (raw, distinct) = raw_counts(&wh, &topic.table, DATE).await;
+        assert_eq!(
+            (raw, distinct, got.records),
+            (topic.delivered, topic.delivered, topic.delivered),
+            "{}: each produced record exactly once",
+            topic.table
+        );
+        let partitions: Vec<i32> = got.partitions.iter().map(|r| r.partition).collect();
+        let ends: BTreeMap<i32, i64> = got.partitions.iter().map(|r| (r.partition, r.end)).collect();
+        assert_eq!(
+            committed_offsets(&wh, &topic.topic, &partitions),
+            ends,
+            "{}",
+            topic.table
+        );
+        assert_eq!(
+            dumps_logged_by_executors(&topic.topic),
+            4,
+            "{}: one dump per range, on the executors",
+            topic.topic
+        );
+    }
 }
 
 /// `ebroker ingest` of [`DATE`] as a child process on `wh` and the topics of `prefix`.

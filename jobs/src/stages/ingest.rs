@@ -1,10 +1,11 @@
 //! The ingest stage (docs/SPEC.md §3.3): the Kafka topics -> `raw/<table>/processing_date=D/`
-//! exactly once ([`crate::sources::kafka::ingest`]). A date already ingested is a no-op
+//! exactly once ([`crate::sources::kafka::ingest`]), one task per partition range: on the
+//! cluster's executors with `--cluster`. A date already ingested is a no-op
 //! unless `--force`.
 
 use super::{Flag, Stage, StageContext, StageReport};
 use crate::error::Result;
-use crate::sources::kafka::ingest::ingest;
+use crate::sources::kafka::ingest::ingest_on;
 
 pub struct Ingest;
 
@@ -31,7 +32,14 @@ impl Stage for Ingest {
     }
 
     async fn run(&self, ctx: &StageContext) -> Result<StageReport> {
-        let outcome = ingest(&ctx.config.kafka, &ctx.warehouse, ctx.date, ctx.force).await?;
+        let outcome = ingest_on(
+            ctx.engine().await?,
+            &ctx.config.kafka,
+            &ctx.warehouse,
+            ctx.date,
+            ctx.force,
+        )
+        .await?;
         let records = outcome.manifest.records();
         let date = ctx.date;
         let mut summary = outcome.manifest.render();

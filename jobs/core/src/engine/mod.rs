@@ -31,6 +31,8 @@ pub struct Engine {
     registry: Arc<StoreRegistry>,
     /// Upper bound on one query when it runs on a cluster.
     timeout: Option<std::time::Duration>,
+    /// The scheduler's gRPC address (`http://host:port`) when the engine is a cluster client.
+    scheduler: Option<String>,
 }
 
 impl Engine {
@@ -52,6 +54,7 @@ impl Engine {
             ctx,
             registry,
             timeout: None,
+            scheduler: None,
         })
     }
 
@@ -69,11 +72,21 @@ impl Engine {
         let ctx = remote::remote_context(config, Arc::clone(&registry)).await?;
         let timeout = (config.cluster.query_timeout_secs > 0)
             .then(|| std::time::Duration::from_secs(config.cluster.query_timeout_secs));
-        Ok(Engine { ctx, registry, timeout })
+        Ok(Engine {
+            ctx,
+            registry,
+            timeout,
+            scheduler: Some(remote::scheduler_address(&config.cluster.url)?),
+        })
+    }
+
+    /// The scheduler's gRPC address (`http://host:port`) when jobs run on a cluster.
+    pub fn scheduler_url(&self) -> Option<&str> {
+        self.scheduler.as_deref()
     }
 
     /// Runs `work` within the cluster query timeout, if there is one.
-    async fn bounded<T>(&self, what: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    pub async fn bounded<T>(&self, what: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         match self.timeout {
             None => work.await,
             Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {

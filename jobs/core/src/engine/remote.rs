@@ -57,6 +57,17 @@ pub fn function_registry() -> BallistaFunctionRegistry {
     registry
 }
 
+/// The gRPC address of the scheduler at `url` (`df://host[:port]`), as Ballista's client
+/// derives it: `http://host:port`, port 50050 by default.
+pub fn scheduler_address(url: &str) -> Result<String> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| Error::Config(format!("cluster.url {url:?} is not a URL ({e}); use df://host:50050")))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| Error::Config(format!("cluster.url {url:?} has no host; use df://host:50050")))?;
+    Ok(format!("http://{host}:{}", parsed.port().unwrap_or(50050)))
+}
+
 /// A client context whose queries run on the scheduler at `config.cluster.url`.
 pub async fn remote_context(config: &Config, registry: Arc<StoreRegistry>) -> Result<SessionContext> {
     let url = &config.cluster.url;

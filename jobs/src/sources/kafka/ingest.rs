@@ -10,65 +10,45 @@
 //! next run, which commits the manifest's ends and starts after them. A date with a manifest
 //! is not read again unless `--force`, which re-reads exactly the recorded ranges.
 //!
+//! Step (2) is one task per partition range ([`ebroker_plans::kafka::dump_range`]), on the
+//! executors of a cluster or in this process: the client plans, reconciles and commits, and
+//! moves no records itself.
+//!
 //! Nothing is skipped silently: a range the broker no longer holds (deleted by retention
 //! before it was ingested) is an error naming it, not a shorter day; `--force` refuses to
 //! replace a day when part of its ranges is gone; and committed offsets never move backwards
 //! (re-committing an older date's manifest leaves a group that is further ahead alone).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{
-    ArrayBuilder, BinaryBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::arrow::record_batch::RecordBatch;
-use futures::StreamExt;
-use indicatif::ProgressBar;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::TaskContext;
+use ebroker_plans::kafka::{shippable, RangeResult, RangeTask};
+use ebroker_plans::run::{run_tasks, Runner};
+use ebroker_plans::work::Work;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use super::{client_config, kafka_error, topic_name};
 use crate::config::KafkaConfig;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::schema::TABLES;
 use crate::tables::partitions::footer_rows;
 use crate::warehouse::commit::Commit;
-use crate::warehouse::{parquet, Warehouse, Zone};
+use crate::warehouse::{Warehouse, Zone};
 use crate::ProcessingDate;
+
+pub use ebroker_plans::kafka::raw_schema;
 
 /// Name of the stage in run state and staging paths.
 const STAGE: &str = "ingest";
 
 /// The offset manifest of a date, under `_runs/D/`.
 pub const MANIFEST: &str = "ingest.json";
-
-/// A batch is handed from the consumer to the Parquet writer at this many messages...
-const BATCH_ROWS: usize = 32_768;
-
-/// ...or this many bytes of keys and values, so that large messages neither overflow an
-/// Arrow binary array (2 GiB) nor pile up in memory.
-const BATCH_BYTES: usize = 16 << 20;
-
-/// Rows per row group of the raw files.
-const RAW_ROW_GROUP_ROWS: usize = 65_536;
-
-/// The schema of every raw table: each message as it was on the topic.
-pub fn raw_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("topic", DataType::Utf8, false),
-        Field::new("partition", DataType::Int32, false),
-        Field::new("offset", DataType::Int64, false),
-        Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, None), true),
-        Field::new("key", DataType::Binary, true),
-        Field::new("value", DataType::Binary, true),
-    ]))
-}
 
 /// The offsets `[start, end)` of one partition that a date holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,8 +110,35 @@ pub struct IngestOutcome {
     pub seconds: f64,
 }
 
-/// Ingests every topic for `date` into the raw zone (see the module documentation).
+/// Ingests every topic for `date` into the raw zone (see the module documentation), one
+/// task per partition range on `engine`: on its cluster's executors, or in this process.
+pub async fn ingest_on(
+    engine: &Engine,
+    config: &KafkaConfig,
+    warehouse: &Warehouse,
+    date: ProcessingDate,
+    force: bool,
+) -> Result<IngestOutcome> {
+    ingest_with(&Runner::Engine(engine), config, warehouse, date, force).await
+}
+
+/// [`ingest_on`] in this process, without an engine (the tasks write through `warehouse`).
 pub async fn ingest(
+    config: &KafkaConfig,
+    warehouse: &Warehouse,
+    date: ProcessingDate,
+    force: bool,
+) -> Result<IngestOutcome> {
+    let runtime = RuntimeEnvBuilder::new()
+        .build_arc()
+        .map_err(Error::engine("building the ingest runtime"))?;
+    runtime.register_object_store(warehouse.root(), Arc::clone(warehouse.store()));
+    let ctx = Arc::new(TaskContext::default().with_runtime(runtime));
+    ingest_with(&Runner::Local(ctx), config, warehouse, date, force).await
+}
+
+async fn ingest_with(
+    runner: &Runner<'_>,
     config: &KafkaConfig,
     warehouse: &Warehouse,
     date: ProcessingDate,
@@ -161,28 +168,7 @@ pub async fn ingest(
 
     let staging_root = Warehouse::staging_root(STAGE, date);
     warehouse.remove_all(&staging_root).await?;
-    let total: u64 = plan
-        .iter()
-        .flat_map(|(_, _, ranges)| ranges.iter())
-        .map(|r| (r.end - r.start) as u64)
-        .sum();
-    let bar = crate::progress::bar(total, "ingest", "messages");
-    let dumps = plan.into_iter().map(|(table, topic, ranges)| {
-        let (config, warehouse, bar) = (config.clone(), warehouse.clone(), bar.clone());
-        tokio::spawn(async move { dump_topic(&config, &warehouse, date, table, topic, ranges, bar).await })
-    });
-    // Each dump holds a consumer's prefetch queue, a channel of batches and a Parquet row
-    // group: one topic per core at a time keeps the cores busy without seven of each.
-    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
-    let finished: Vec<_> = futures::stream::iter(dumps).buffered(at_once).collect().await;
-    let mut topics = Vec::new();
-    for handle in finished {
-        topics.push(handle.map_err(|e| Error::Stage {
-            stage: STAGE.into(),
-            message: format!("a topic dump panicked: {e}"),
-        })??);
-    }
-    bar.finish_and_clear();
+    let topics = dump(runner, config, warehouse, date, plan).await?;
 
     let mut commit = Commit::new(STAGE, date);
     for topic in &topics {
@@ -432,217 +418,68 @@ async fn commit_offsets(config: &KafkaConfig, consumer: &BaseConsumer, manifest:
     ))
 }
 
-/// Reads one topic's ranges into `_staging/ingest/D/raw/<table>/part-0.parquet`.
-async fn dump_topic(
+/// Runs one task per range of `plan` (each writes
+/// `_staging/ingest/D/raw/<table>/part-<partition>.parquet`) and gathers what each topic
+/// read, checking every range was read once and fully written.
+async fn dump(
+    runner: &Runner<'_>,
     config: &KafkaConfig,
     warehouse: &Warehouse,
     date: ProcessingDate,
-    table: String,
-    topic: String,
-    ranges: Vec<PartitionRange>,
-    bar: ProgressBar,
-) -> Result<TopicManifest> {
-    let file = format!(
-        "{}part-0.parquet",
-        Warehouse::staging(STAGE, date, Zone::Raw.dir(), &table)
-    );
-    // Seven topics are dumped at once and a writer buffers a whole row group: keep them small.
-    let properties = parquet::properties(parquet::zstd(), RAW_ROW_GROUP_ROWS);
-    let mut writer = parquet::writer(warehouse, &file, raw_schema(), properties)?;
-
-    let (tx, mut rx) = mpsc::channel::<RecordBatch>(4);
-    let (consume_config, consume_topic, consume_ranges) = (config.clone(), topic.clone(), ranges.clone());
-    let consume = tokio::task::spawn_blocking(move || {
-        consume_ranges_into(&consume_config, &consume_topic, consume_ranges, &tx, &bar)
-    });
-    while let Some(batch) = rx.recv().await {
-        writer.write(&batch).await.map_err(parquet::parquet_error(&file))?;
-    }
-    let ranges = consume.await.map_err(|e| Error::Stage {
-        stage: STAGE.into(),
-        message: format!("consumer of {topic} panicked: {e}"),
-    })??;
-    writer.close().await.map_err(parquet::parquet_error(&file))?;
-    let records = ranges.iter().map(|r| r.records).sum();
-    tracing::info!(topic, records, "dumped");
-    Ok(TopicManifest {
-        table,
-        topic,
-        records,
-        partitions: ranges,
-    })
-}
-
-/// Consumes `[start, end)` of every partition of `topic`, sending batches of raw rows.
-fn consume_ranges_into(
-    config: &KafkaConfig,
-    topic: &str,
-    mut ranges: Vec<PartitionRange>,
-    tx: &mpsc::Sender<RecordBatch>,
-    bar: &ProgressBar,
-) -> Result<Vec<PartitionRange>> {
-    let mut list = TopicPartitionList::new();
-    let mut pending: BTreeMap<i32, usize> = BTreeMap::new();
-    for (i, r) in ranges.iter().enumerate() {
-        if r.start < r.end {
-            list.add_partition_offset(topic, r.partition, Offset::Offset(r.start))
-                .map_err(kafka_error(config, format!("assigning {topic}")))?;
-            pending.insert(r.partition, i);
-        }
-    }
-    if pending.is_empty() {
-        return Ok(ranges);
-    }
-    let consumer: BaseConsumer<EofQuietContext> = client_config(config)?
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        // Seven consumers run at once: bound what librdkafka prefetches for each (its defaults
-        // queue up to 64 MiB or 100,000 messages per partition).
-        .set("fetch.max.bytes", "8388608")
-        .set("max.partition.fetch.bytes", "2097152")
-        .set("queued.max.messages.kbytes", "16384")
-        .set("queued.min.messages", "20000")
-        .create_with_context(EofQuietContext)
-        .map_err(kafka_error(config, "creating a consumer"))?;
-    consumer
-        .assign(&list)
-        .map_err(kafka_error(config, format!("assigning {topic}")))?;
-
-    let stall_limit = Duration::from_millis(config.request_timeout_ms);
-    let mut last_progress = Instant::now();
-    let mut rows = RawRows::new(topic);
-    while !pending.is_empty() {
-        let Some(polled) = consumer.poll(Duration::from_millis(100)) else {
-            if last_progress.elapsed() > stall_limit {
-                return Err(Error::Stage {
-                    stage: STAGE.into(),
+    plan: Plan,
+) -> Result<Vec<TopicManifest>> {
+    let tasks: Vec<RangeTask> = plan
+        .iter()
+        .flat_map(|(table, topic, ranges)| {
+            let dir = Warehouse::staging(STAGE, date, Zone::Raw.dir(), table);
+            ranges.iter().map(move |r| RangeTask {
+                table: table.clone(),
+                topic: topic.clone(),
+                partition: r.partition,
+                start: r.start,
+                end: r.end,
+                file: warehouse
+                    .url(&format!("{dir}part-{:05}.parquet", r.partition))
+                    .to_string(),
+            })
+        })
+        .collect();
+    // Secrets never travel in a plan to a cluster: executors add their own.
+    let kafka = match runner {
+        Runner::Engine(engine) if engine.scheduler_url().is_some() => shippable(config),
+        _ => config.clone(),
+    };
+    let bar = crate::progress::bar(tasks.len() as u64, "ingest", "partitions");
+    let results: Vec<RangeResult> = run_tasks(runner, Work::KafkaDump { kafka }, &tasks, STAGE, &bar).await?;
+    bar.finish_and_clear();
+    let mut topics = Vec::new();
+    for (table, topic, ranges) in plan {
+        let mut partitions = Vec::new();
+        for range in ranges {
+            let done = results
+                .iter()
+                .find(|r| r.task.topic == topic && r.task.partition == range.partition)
+                .filter(|r| r.records == r.file_rows)
+                .ok_or_else(|| Error::Reconcile {
+                    table: table.clone(),
                     message: format!(
-                        "no records from {topic} partitions {:?} for {stall_limit:?}; is the broker {} up?",
-                        pending.keys().collect::<Vec<_>>(),
-                        config.brokers
+                        "the dump of {topic} [{}] did not write what it read; nothing was committed, rerun `ebroker ingest --date {date}`",
+                        range.partition
                     ),
-                });
-            }
-            continue;
-        };
-        last_progress = Instant::now();
-        let message = match polled {
-            Ok(m) => m,
-            Err(KafkaError::PartitionEOF(p)) => {
-                pending.remove(&p);
-                continue;
-            }
-            Err(e) => return Err(kafka_error(config, format!("reading {topic}"))(e)),
-        };
-        let p = message.partition();
-        let Some(&i) = pending.get(&p) else { continue };
-        let range = &mut ranges[i];
-        if message.offset() >= range.end {
-            pending.remove(&p);
-            continue;
-        }
-        rows.push(
-            p,
-            message.offset(),
-            message.timestamp().to_millis(),
-            message.key(),
-            message.payload(),
-        );
-        range.records += 1;
-        bar.inc(1);
-        if message.offset() + 1 >= range.end {
-            pending.remove(&p);
-        }
-        if rows.is_full() && tx.blocking_send(rows.finish()).is_err() {
-            return Err(Error::Stage {
-                stage: STAGE.into(),
-                message: format!("the writer of {topic} stopped"),
+                })?;
+            partitions.push(PartitionRange {
+                records: done.records,
+                ..range
             });
         }
-    }
-    if rows.len() > 0 && tx.blocking_send(rows.finish()).is_err() {
-        return Err(Error::Stage {
-            stage: STAGE.into(),
-            message: format!("the writer of {topic} stopped"),
+        let records = partitions.iter().map(|r| r.records).sum();
+        tracing::info!(topic, records, "dumped");
+        topics.push(TopicManifest {
+            table,
+            topic,
+            records,
+            partitions,
         });
     }
-    Ok(ranges)
-}
-
-/// Logs librdkafka's errors through tracing, except the end-of-partition events that
-/// ingest asks for (`enable.partition.eof`) to know a partition is drained.
-struct EofQuietContext;
-
-impl ClientContext for EofQuietContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_)) {
-            tracing::debug!(%error, "end of partition");
-        } else {
-            tracing::error!(%error, reason, "librdkafka error");
-        }
-    }
-}
-
-impl ConsumerContext for EofQuietContext {}
-
-/// Raw rows under construction.
-struct RawRows {
-    topic: String,
-    topics: StringBuilder,
-    partitions: Int32Builder,
-    offsets: Int64Builder,
-    timestamps: TimestampMillisecondBuilder,
-    keys: BinaryBuilder,
-    values: BinaryBuilder,
-    bytes: usize,
-}
-
-impl RawRows {
-    fn new(topic: &str) -> Self {
-        RawRows {
-            topic: topic.to_string(),
-            topics: StringBuilder::new(),
-            partitions: Int32Builder::new(),
-            offsets: Int64Builder::new(),
-            timestamps: TimestampMillisecondBuilder::new(),
-            keys: BinaryBuilder::new(),
-            values: BinaryBuilder::new(),
-            bytes: 0,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.offsets.len()
-    }
-
-    fn is_full(&self) -> bool {
-        self.len() >= BATCH_ROWS || self.bytes >= BATCH_BYTES
-    }
-
-    fn push(&mut self, partition: i32, offset: i64, timestamp: Option<i64>, key: Option<&[u8]>, value: Option<&[u8]>) {
-        self.topics.append_value(&self.topic);
-        self.partitions.append_value(partition);
-        self.offsets.append_value(offset);
-        self.timestamps.append_option(timestamp);
-        self.bytes += key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
-        self.keys.append_option(key);
-        self.values.append_option(value);
-    }
-
-    fn finish(&mut self) -> RecordBatch {
-        self.bytes = 0;
-        RecordBatch::try_new(
-            raw_schema(),
-            vec![
-                Arc::new(self.topics.finish()),
-                Arc::new(self.partitions.finish()),
-                Arc::new(self.offsets.finish()),
-                Arc::new(self.timestamps.finish()),
-                Arc::new(self.keys.finish()),
-                Arc::new(self.values.finish()),
-            ],
-        )
-        .expect("raw columns match the raw schema")
-    }
+    Ok(topics)
 }
