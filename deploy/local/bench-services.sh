@@ -6,7 +6,10 @@
 #
 #   deploy/local/bench-services.sh [CLIENTS]      # default 500000 clients (~4.9M records)
 #
-# Targets on this 2-core machine (issues 5-7): produce >= 300k msg/s, ingest >= 200k msg/s,
+# Then the Kafka path on the local Ballista cluster (scheduler + 2 executors): ingest + clean
+# from the raw zone with --cluster, reported as the share of CPU spent on the cluster
+# (deploy/local/cpu-share.sh; issue 17: >= 95%).
+# Targets on this 2-core machine (issues 5-7, 16): produce >= 300k msg/s, ingest >= 200k msg/s,
 # COPY >= 150k rows/s, ClickHouse inserts >= 300k rows/s.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,8 +20,9 @@ BIN="$BIN_DIR/ebroker"
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/ebroker-bench-services.XXXXXX)}"
 mkdir -p "$WORK"
 # (PostgreSQL's directory sits directly under /tmp: the postgres user must reach it.)
-export EBROKER_KAFKA_DIR="$WORK/kafka" EBROKER_PG_DIR="$(mktemp -d /tmp/ebroker-bench-pg.XXXXXX)" EBROKER_CH_DIR="$WORK/clickhouse"
+export EBROKER_KAFKA_DIR="$WORK/kafka" EBROKER_CLUSTER_DIR="$WORK/cluster" EBROKER_PG_DIR="$(mktemp -d /tmp/ebroker-bench-pg.XXXXXX)" EBROKER_CH_DIR="$WORK/clickhouse"
 stop_services() {
+  deploy/local/cluster.sh stop >/dev/null || true
   deploy/local/kafka.sh stop >/dev/null || true
   deploy/local/postgres.sh stop >/dev/null || true
   rm -rf "$EBROKER_PG_DIR"
@@ -50,3 +54,11 @@ measure clean "$BIN" "${WH[@]}" clean --date "$DATE"
 for stage in segment offers analytics; do "$BIN" "${WH[@]}" "$stage" --date "$DATE" >/dev/null 2>&1; done
 measure publish-greenplum "$BIN" "${WH[@]}" publish greenplum --date "$DATE"
 measure publish-clickhouse "$BIN" "${WH[@]}" publish clickhouse --date "$DATE"
+
+echo "== the Kafka path on the local cluster: ingest + clean with --cluster (another consumer group)"
+deploy/local/cluster.sh start
+source deploy/local/cpu-share.sh
+CLUSTER=(--cluster df://127.0.0.1:50050 --warehouse "$WORK/wh-cluster")
+export EBROKER_KAFKA__GROUP_ID=ebroker-bench-cluster
+run_with_cpu_share "ingest + clean on the cluster" bash -c \
+  '"$0" "$@" ingest --date "'"$DATE"'" | tail -1 && "$0" "$@" clean --date "'"$DATE"'" | tail -1' "$BIN" "${CLUSTER[@]}"

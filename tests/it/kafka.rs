@@ -115,8 +115,8 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
     );
 }
 
-/// Lines of the cluster's executor logs that say a range of `topic` was dumped there.
-fn dumps_logged_by_executors(topic: &str) -> usize {
+/// Lines of the cluster's executor logs that say `what` and contain `about`.
+fn logged_by_executors(what: &str, about: &str) -> usize {
     let dir = std::env::var("EBROKER_CLUSTER_DIR").unwrap_or_else(|_| "/tmp/ebroker-cluster".into());
     ["exec-a", "exec-b"]
         .iter()
@@ -124,7 +124,7 @@ fn dumps_logged_by_executors(topic: &str) -> usize {
             std::fs::read_to_string(Path::new(&dir).join(format!("{name}.log")))
                 .unwrap_or_default()
                 .lines()
-                .filter(|line| line.contains("dumped") && line.contains(&format!("topic=\"{topic}\"")))
+                .filter(|line| line.contains(what) && line.contains(about))
                 .count()
         })
         .sum()
@@ -132,10 +132,11 @@ fn dumps_logged_by_executors(topic: &str) -> usize {
 
 /// With `--cluster`, each partition range is a task on an executor (the client only plans
 /// and commits): every produced record lands in the raw zone once, the offsets end where
-/// the manifest says, and the executors' logs hold one dump per range.
+/// the manifest says, and the executors' logs hold one dump per range; then each raw file is
+/// parsed by an executor, and the day cleans as the same CSV does in-process.
 #[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingest_on_the_cluster_dumps_each_range_on_an_executor_exactly_once() {
+async fn ingest_and_parsing_on_the_cluster_run_each_range_on_an_executor_exactly_once() {
     let _broker = BROKER.read().await;
     let _cluster = crate::cluster::CLUSTER.lock().await;
     let prefix = unique_name("cluster_ingest");
@@ -172,10 +173,45 @@ async fn ingest_on_the_cluster_dumps_each_range_on_an_executor_exactly_once() {
             topic.table
         );
         assert_eq!(
-            dumps_logged_by_executors(&topic.topic),
+            logged_by_executors("dumped", &format!("topic=\"{}\"", topic.topic)),
             4,
             "{}: one dump per range, on the executors",
             topic.topic
+        );
+    }
+
+    // Parsing the raw zone runs there too, one task per raw file, and cleans as the CSV does.
+    let report = clean_raw(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        day(DATE),
+    )
+    .await
+    .unwrap();
+    let csv_report = TestWarehouse::new().clean_csv(&input, DATE).await.unwrap();
+    for table in TABLES {
+        let (cleaned, csv) = (report.table(table.name).unwrap(), csv_report.table(table.name).unwrap());
+        assert!(cleaned.reconciles(), "{}: {cleaned:?}", table.name);
+        assert_eq!(
+            (
+                cleaned.written,
+                &cleaned.quarantined_by_reason,
+                cleaned.duplicates_removed
+            ),
+            (csv.written, &csv.quarantined_by_reason, csv.duplicates_removed),
+            "{}: cleaning the topic on the cluster equals cleaning the file",
+            table.name
+        );
+        let raw_dir = wh
+            .warehouse
+            .url(&Warehouse::partition(Zone::Raw, table.name, day(DATE)));
+        assert_eq!(
+            logged_by_executors("parsed", raw_dir.as_str()),
+            4,
+            "{}: one parse per raw file, on the executors",
+            table.name
         );
     }
 }

@@ -1,5 +1,5 @@
-//! ebroker's own execution plans, so that work which is not SQL runs on the executors like the
-//! queries do (docs/DESIGN.md, "What runs where"). A plan is a list of tasks — one row, one
+//! ebroker's own execution plans, so that work which is not SQL — dumping Kafka ranges,
+//! parsing raw records — runs on the executors like the queries do (docs/DESIGN.md, "What runs where"). A plan is a list of tasks — one row, one
 //! partition each — under one [`work::WorkExec`] that carries out the [`work::Work`] a row
 //! describes and answers with one result row. Ballista ships it to the executors through
 //! [`codec::PlanCodec`], which the client, the scheduler and every executor install; in-process
@@ -10,5 +10,6 @@
 
 pub mod codec;
 pub mod kafka;
+pub mod parse;
 pub mod run;
 pub mod work;

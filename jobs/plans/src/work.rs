@@ -27,13 +27,15 @@ use ebroker_core::error::{Error, Result};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::kafka;
+use crate::{kafka, parse};
 
 /// What a [`WorkExec`] does with each task row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Work {
     /// Dump Kafka offset ranges ([`kafka::RangeTask`]) into raw Parquet files.
     KafkaDump { kafka: KafkaConfig },
+    /// Parse raw files ([`parse::RawParseTask`]) into staged typed and quarantine Parquet.
+    ParseRaw { max_record_bytes: usize },
     /// Report where the task ran ([`Probe`]): proves the mechanism on a cluster.
     Probe,
 }
@@ -104,6 +106,7 @@ impl DisplayAs for WorkExec {
     fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         match &self.work {
             Work::KafkaDump { kafka } => write!(f, "WorkExec: dump Kafka ranges from {}", kafka.brokers),
+            Work::ParseRaw { .. } => write!(f, "WorkExec: parse raw records"),
             Work::Probe => write!(f, "WorkExec: probe"),
         }
     }
@@ -178,14 +181,16 @@ async fn do_batch(work: &Work, batch: &RecordBatch, ctx: &TaskContext) -> DfResu
 }
 
 async fn do_task(work: &Work, task: &str, ctx: &TaskContext) -> Result<String> {
-    let result = match work {
+    match work {
         Work::KafkaDump { kafka } => to_json(&kafka::dump_range(kafka, &from_json(task)?, ctx).await?),
+        Work::ParseRaw { max_record_bytes } => {
+            to_json(&parse::parse_raw(*max_record_bytes, &from_json(task)?, ctx).await?)
+        }
         Work::Probe => to_json(&Probe {
             task: from_json(task)?,
             pid: std::process::id(),
         }),
-    };
-    result
+    }
 }
 
 pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<String> {

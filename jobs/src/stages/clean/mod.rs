@@ -10,17 +10,19 @@
 //! footers of the files written. A row lost anywhere between (deduplication, enrichment,
 //! bucketing, an SQL override) fails the stage with exit code 4 instead of passing as a
 //! duplicate.
-
-mod raw;
+//!
+//! From the raw zone, parsing runs as one task per raw file ([`ebroker_plans::parse`]): on the
+//! executors with `--cluster`, in-process otherwise. CSV input is still parsed here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
-use datafusion::parquet::basic::Compression;
+use ebroker_plans::parse::{add_counts, ParseResult, RawParseTask, StagedParse};
+use ebroker_plans::run::{run_tasks, Runner};
+use ebroker_plans::work::Work;
 use indicatif::ProgressBar;
-use object_store::buffered::BufWriter;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -29,12 +31,11 @@ use crate::engine::{first_row_u64, scalar_u64, Engine};
 use crate::error::{Error, Result};
 use crate::formats::csv::{source_files, CsvRecords};
 use crate::formats::record::{ParseCounts, RecordParser};
-use crate::schema::{quarantine_schema, Table, TABLES};
+use crate::schema::{Table, TABLES};
 use crate::sql::SqlLibrary;
 use crate::tables::buckets::write_bucketed;
 use crate::tables::partitions::footer_rows;
 use crate::warehouse::commit::Commit;
-use crate::warehouse::parquet::{parquet_error, properties, writer, zstd, STAGING_ROW_GROUP_ROWS};
 use crate::warehouse::{Warehouse, Zone};
 use crate::ProcessingDate;
 
@@ -204,17 +205,22 @@ pub async fn clean_raw(
         ),
     })?;
     warehouse.remove_all(&Warehouse::staging_root(STAGE, date)).await?;
-    let bar = crate::progress::bar(manifest.records(), "parse", "messages");
-    let parses = TABLES.iter().map(|&table| {
-        let (warehouse, bar) = (warehouse.clone(), bar.clone());
-        tokio::spawn(async move { raw::stage_raw(&warehouse, table, max_record_bytes, date, &bar).await })
-    });
+    let tasks = raw_parse_tasks(warehouse, date).await?;
+    let bar = crate::progress::bar(tasks.len() as u64, "parse", "files");
+    let results: Vec<ParseResult> = run_tasks(
+        &Runner::Engine(engine),
+        Work::ParseRaw { max_record_bytes },
+        &tasks,
+        STAGE,
+        &bar,
+    )
+    .await?;
     let mut counts = Vec::new();
-    for (table, handle) in TABLES.iter().zip(futures::future::join_all(parses).await) {
-        let parsed = handle.map_err(|e| Error::Stage {
-            stage: STAGE.into(),
-            message: format!("parser of raw {} panicked: {e}", table.name),
-        })??;
+    for table in TABLES {
+        let mut parsed = ParseCounts::default();
+        for result in results.iter().filter(|r| r.table == table.name) {
+            add_counts(&mut parsed, &result.counts);
+        }
         let consumed = manifest.topic(table.name).map_or(0, |t| t.records);
         if parsed.read != consumed {
             return Err(Error::Reconcile {
@@ -226,6 +232,47 @@ pub async fn clean_raw(
     }
     bar.finish_and_clear();
     finish(engine, warehouse, sql, counts, date).await
+}
+
+/// One parse task per raw file of `date` (one per Kafka partition range ingest dumped), each
+/// into its own staged typed and quarantine file.
+async fn raw_parse_tasks(warehouse: &Warehouse, date: ProcessingDate) -> Result<Vec<RawParseTask>> {
+    let mut tasks = Vec::new();
+    for table in TABLES {
+        let raw = Warehouse::partition(Zone::Raw, table.name, date);
+        let files: Vec<String> = warehouse
+            .list_files(&raw)
+            .await?
+            .iter()
+            .filter_map(|p| {
+                p.filename()
+                    .filter(|name| name.ends_with(".parquet"))
+                    .map(str::to_string)
+            })
+            .collect();
+        if files.is_empty() {
+            return Err(Error::Input {
+                path: warehouse.url(&raw).to_string(),
+                message: format!(
+                    "{} has no raw data for {date}; run `ebroker ingest --date {date}` first",
+                    table.name
+                ),
+            });
+        }
+        let staged = |part: &str, name: &str| {
+            let dir = Warehouse::staging(STAGE, date, part, table.name);
+            warehouse.url(&format!("{dir}{name}")).to_string()
+        };
+        for name in files {
+            tasks.push(RawParseTask {
+                table: table.name.to_string(),
+                raw: warehouse.url(&format!("{raw}{name}")).to_string(),
+                parsed: staged(PARSED, &name),
+                quarantine: staged(Zone::Quarantine.dir(), &name),
+            });
+        }
+    }
+    Ok(tasks)
 }
 
 /// Deduplicates, reconciles and publishes the staged parse of every table, then writes the
@@ -296,7 +343,16 @@ async fn stage_csv(
 ) -> Result<ParseCounts> {
     let (tx, mut rx) = mpsc::channel::<(Option<RecordBatch>, Option<RecordBatch>)>(4);
     let parse = tokio::task::spawn_blocking(move || parse_csv_file(table, (&path, max_record_bytes), &tx, &bar));
-    let mut staged = StagedParse::create(warehouse, table, date)?;
+    let file = |part: &str| format!("{}part-0.parquet", Warehouse::staging(STAGE, date, part, table.name));
+    let (parsed, quarantine) = (file(PARSED), file(Zone::Quarantine.dir()));
+    let mut staged = StagedParse::create(
+        table,
+        ((Arc::clone(warehouse.store()), warehouse.path(&parsed)), &parsed),
+        (
+            (Arc::clone(warehouse.store()), warehouse.path(&quarantine)),
+            &quarantine,
+        ),
+    )?;
     while let Some(batches) = rx.recv().await {
         staged.write(batches).await?;
     }
@@ -306,43 +362,6 @@ async fn stage_csv(
     })??;
     staged.close().await?;
     Ok(counts)
-}
-
-/// The two staged outputs of one table's parse: the typed rows deduplication reads (LZ4,
-/// read once) and the quarantine rows that are published as they are (zstd).
-struct StagedParse {
-    parsed: (AsyncArrowWriter<BufWriter>, String),
-    quarantine: (AsyncArrowWriter<BufWriter>, String),
-}
-
-impl StagedParse {
-    fn create(warehouse: &Warehouse, table: &Table, date: ProcessingDate) -> Result<StagedParse> {
-        let file = |part: &str| format!("{}part-0.parquet", Warehouse::staging(STAGE, date, part, table.name));
-        let (parsed, quarantine) = (file(PARSED), file(Zone::Quarantine.dir()));
-        let rows = STAGING_ROW_GROUP_ROWS;
-        let (lz4, zstd) = (properties(Compression::LZ4_RAW, rows), properties(zstd(), rows));
-        Ok(StagedParse {
-            parsed: (writer(warehouse, &parsed, table.parsed_schema(), lz4)?, parsed),
-            quarantine: (writer(warehouse, &quarantine, quarantine_schema(), zstd)?, quarantine),
-        })
-    }
-
-    /// Appends a batch of typed rows and a batch of quarantine rows, either possibly absent.
-    async fn write(&mut self, (typed, rejected): (Option<RecordBatch>, Option<RecordBatch>)) -> Result<()> {
-        for ((writer, path), batch) in [(&mut self.parsed, typed), (&mut self.quarantine, rejected)] {
-            if let Some(batch) = batch {
-                writer.write(&batch).await.map_err(parquet_error(path))?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn close(self) -> Result<()> {
-        for (writer, path) in [self.parsed, self.quarantine] {
-            writer.close().await.map_err(parquet_error(&path))?;
-        }
-        Ok(())
-    }
 }
 
 /// Reads `path` line by line, checks the header, parses every record.

@@ -1,0 +1,204 @@
+//! Parsing as tasks: one raw file of a day (one Kafka partition's range, as `ingest` wrote it)
+//! through the record parser (docs/SPEC.md §4; each value a JSON object, the offset its
+//! arrival order) into staged typed and quarantine Parquet — on an executor, or in-process.
+//! [`StagedParse`] is the pair of staged writers every parse shares (the CSV reader too).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, BinaryArray, Int32Array, Int64Array, StringArray};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::TaskContext;
+use datafusion::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use datafusion::parquet::arrow::AsyncArrowWriter;
+use datafusion::parquet::basic::Compression;
+use ebroker_core::error::{Error, Result};
+use ebroker_core::formats::record::{ParseCounts, RecordParser};
+use ebroker_core::schema::{quarantine_schema, Table, TABLES};
+use ebroker_core::warehouse::parquet::{parquet_error, properties, zstd, STAGING_ROW_GROUP_ROWS};
+use futures::TryStreamExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as StorePath;
+use object_store::ObjectStore;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Messages per batch read from a raw file: 1,024 messages of up to 1 MiB (Kafka's default
+/// limit) stay within one Arrow binary array (2 GiB) and a bounded memory.
+const RAW_READ_ROWS: usize = 1024;
+
+/// One parse task: the raw file `raw` of `table` into the staged files `parsed` and
+/// `quarantine` (all URLs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawParseTask {
+    pub table: String,
+    pub raw: String,
+    pub parsed: String,
+    pub quarantine: String,
+}
+
+/// What a [`RawParseTask`] read, parsed and quarantined, and where it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParseResult {
+    pub table: String,
+    pub counts: ParseCounts,
+    pub pid: u32,
+}
+
+/// The store and path of `url` in the task's runtime.
+fn store_of(ctx: &TaskContext, url: &str) -> Result<(Arc<dyn ObjectStore>, StorePath)> {
+    let parsed = Url::parse(url).map_err(|e| Error::Config(format!("bad task file URL {url}: {e}")))?;
+    let store = ctx
+        .runtime_env()
+        .object_store_registry
+        .get_store(&parsed)
+        .map_err(Error::engine(format!("opening the store of {url}")))?;
+    let path = StorePath::from_url_path(parsed.path()).map_err(|e| Error::Config(format!("bad path in {url}: {e}")))?;
+    Ok((store, path))
+}
+
+/// Parses the task's raw file into its staged files.
+pub async fn parse_raw(max_record_bytes: usize, task: &RawParseTask, ctx: &TaskContext) -> Result<ParseResult> {
+    let table = TABLES
+        .iter()
+        .copied()
+        .find(|t| t.name == task.table)
+        .ok_or_else(|| Error::Config(format!("no table {} to parse", task.table)))?;
+    let (store, path) = store_of(ctx, &task.raw)?;
+    #[allow(deprecated)] // still the reader DataFusion 55 uses itself
+    let reader = datafusion::parquet::arrow::async_reader::ParquetObjectReader::new(store, path);
+    let mut batches = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .and_then(|b| b.with_batch_size(RAW_READ_ROWS).build())
+        .map_err(parquet_error(&task.raw))?;
+    let (parsed, quarantine) = (store_of(ctx, &task.parsed)?, store_of(ctx, &task.quarantine)?);
+    let mut staged = StagedParse::create(table, (parsed, &task.parsed), (quarantine, &task.quarantine))?;
+    let mut parser = RecordParser::new(table, max_record_bytes);
+    while let Some(batch) = batches.try_next().await.map_err(parquet_error(&task.raw))? {
+        push_raw_batch(&mut parser, &batch, &task.raw)?;
+        if parser.batch_full() {
+            staged.write(parser.finish_batches()).await?;
+        }
+    }
+    staged.write(parser.finish_batches()).await?;
+    staged.close().await?;
+    tracing::info!(
+        table = task.table,
+        raw = task.raw,
+        read = parser.counts().read,
+        "parsed"
+    );
+    Ok(ParseResult {
+        table: task.table.clone(),
+        counts: parser.counts().clone(),
+        pid: std::process::id(),
+    })
+}
+
+/// Feeds one batch of raw rows to the parser; the quarantine source is `topic[partition]`.
+fn push_raw_batch(parser: &mut RecordParser, batch: &RecordBatch, file: &str) -> Result<()> {
+    let column = |name: &str| {
+        batch.column_by_name(name).ok_or_else(|| Error::Input {
+            path: file.to_string(),
+            message: format!("not a raw dump: no `{name}` column"),
+        })
+    };
+    let wrong = |name: &str| Error::Input {
+        path: file.to_string(),
+        message: format!("not a raw dump: `{name}` has the wrong type"),
+    };
+    let topics = column("topic")?
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| wrong("topic"))?;
+    let partitions = column("partition")?
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .ok_or_else(|| wrong("partition"))?;
+    let offsets = column("offset")?
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| wrong("offset"))?;
+    let values = column("value")?
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .ok_or_else(|| wrong("value"))?;
+    let mut source = String::new();
+    for row in 0..batch.num_rows() {
+        source.clear();
+        source.push_str(topics.value(row));
+        source.push('[');
+        source.push_str(&partitions.value(row).to_string());
+        source.push(']');
+        let value = (!values.is_null(row)).then(|| values.value(row));
+        parser.push_json_message(value, offsets.value(row), &source);
+    }
+    Ok(())
+}
+
+/// A staged file being written, with its name for errors.
+type StagedFile = (AsyncArrowWriter<BufWriter>, String);
+
+/// The two staged outputs of one parse: the typed rows deduplication reads (LZ4, read once)
+/// and the quarantine rows that are published as they are (zstd).
+pub struct StagedParse {
+    parsed: StagedFile,
+    quarantine: StagedFile,
+}
+
+impl StagedParse {
+    /// Writers of `table`'s typed rows at `parsed` and its rejected records at `quarantine`
+    /// (each a store, a path in it, and the name errors give).
+    pub fn create(
+        table: &Table,
+        ((parsed_store, parsed_path), parsed_name): ((Arc<dyn ObjectStore>, StorePath), &str),
+        ((quarantine_store, quarantine_path), quarantine_name): ((Arc<dyn ObjectStore>, StorePath), &str),
+    ) -> Result<StagedParse> {
+        let rows = STAGING_ROW_GROUP_ROWS;
+        let (lz4, zstd) = (properties(Compression::LZ4_RAW, rows), properties(zstd(), rows));
+        let parsed = AsyncArrowWriter::try_new(
+            BufWriter::new(parsed_store, parsed_path),
+            table.parsed_schema(),
+            Some(lz4),
+        )
+        .map_err(parquet_error(parsed_name))?;
+        let quarantine = AsyncArrowWriter::try_new(
+            BufWriter::new(quarantine_store, quarantine_path),
+            quarantine_schema(),
+            Some(zstd),
+        )
+        .map_err(parquet_error(quarantine_name))?;
+        Ok(StagedParse {
+            parsed: (parsed, parsed_name.to_string()),
+            quarantine: (quarantine, quarantine_name.to_string()),
+        })
+    }
+
+    /// Appends a batch of typed rows and a batch of quarantine rows, either possibly absent.
+    pub async fn write(&mut self, (typed, rejected): (Option<RecordBatch>, Option<RecordBatch>)) -> Result<()> {
+        for ((writer, path), batch) in [(&mut self.parsed, typed), (&mut self.quarantine, rejected)] {
+            if let Some(batch) = batch {
+                writer.write(&batch).await.map_err(parquet_error(path))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn close(self) -> Result<()> {
+        for (writer, path) in [self.parsed, self.quarantine] {
+            writer.close().await.map_err(parquet_error(&path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds the counts of one more parse of a table to `total`.
+pub fn add_counts(total: &mut ParseCounts, more: &ParseCounts) {
+    total.read += more.read;
+    total.parsed += more.parsed;
+    for (reason, n) in &more.quarantined {
+        *total.quarantined.entry(reason.clone()).or_default() += n;
+    }
+    for (column, n) in &more.nulled_unparsable {
+        *total.nulled_unparsable.entry(column.clone()).or_default() += n;
+    }
+}
