@@ -1,8 +1,10 @@
-//! Parsing as tasks: one raw file of a day (one Kafka partition's range, as `ingest` wrote it)
-//! through the record parser (docs/SPEC.md §4; each value a JSON object, the offset its
-//! arrival order) into staged typed and quarantine Parquet — on an executor, or in-process.
-//! [`StagedParse`] is the pair of staged writers every parse shares (the CSV reader too).
+//! Parsing as tasks (docs/SPEC.md §4), on an executor or in-process: one raw file of a day (one
+//! Kafka partition's range, as `ingest` wrote it; each value a JSON object, the offset its
+//! arrival order), or one source CSV file (the line number its arrival order), through the
+//! record parser into staged typed and quarantine Parquet. [`StagedParse`] is the pair of
+//! staged writers both share.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, BinaryArray, Int32Array, Int64Array, StringArray};
@@ -12,6 +14,7 @@ use datafusion::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::basic::Compression;
 use ebroker_core::error::{Error, Result};
+use ebroker_core::formats::csv::CsvRecords;
 use ebroker_core::formats::record::{ParseCounts, RecordParser};
 use ebroker_core::schema::{quarantine_schema, Table, TABLES};
 use ebroker_core::warehouse::parquet::{parquet_error, properties, zstd, STAGING_ROW_GROUP_ROWS};
@@ -20,6 +23,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path as StorePath;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use url::Url;
 
 /// Messages per batch read from a raw file: 1,024 messages of up to 1 MiB (Kafka's default
@@ -36,7 +40,17 @@ pub struct RawParseTask {
     pub quarantine: String,
 }
 
-/// What a [`RawParseTask`] read, parsed and quarantined, and where it ran.
+/// One parse task: the source CSV file `csv` (a `file://` URL every node running tasks
+/// sees) of `table` into the staged files `parsed` and `quarantine`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CsvParseTask {
+    pub table: String,
+    pub csv: String,
+    pub parsed: String,
+    pub quarantine: String,
+}
+
+/// What a parse task read, parsed and quarantined, and where it ran.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParseResult {
     pub table: String,
@@ -56,13 +70,18 @@ fn store_of(ctx: &TaskContext, url: &str) -> Result<(Arc<dyn ObjectStore>, Store
     Ok((store, path))
 }
 
-/// Parses the task's raw file into its staged files.
-pub async fn parse_raw(max_record_bytes: usize, task: &RawParseTask, ctx: &TaskContext) -> Result<ParseResult> {
-    let table = TABLES
+/// The source table called `name`.
+fn table_named(name: &str) -> Result<&'static Table> {
+    TABLES
         .iter()
         .copied()
-        .find(|t| t.name == task.table)
-        .ok_or_else(|| Error::Config(format!("no table {} to parse", task.table)))?;
+        .find(|t| t.name == name)
+        .ok_or_else(|| Error::Config(format!("no table {name} to parse")))
+}
+
+/// Parses the task's raw file into its staged files.
+pub async fn parse_raw(max_record_bytes: usize, task: &RawParseTask, ctx: &TaskContext) -> Result<ParseResult> {
+    let table = table_named(&task.table)?;
     let (store, path) = store_of(ctx, &task.raw)?;
     #[allow(deprecated)] // still the reader DataFusion 55 uses itself
     let reader = datafusion::parquet::arrow::async_reader::ParquetObjectReader::new(store, path);
@@ -92,6 +111,69 @@ pub async fn parse_raw(max_record_bytes: usize, task: &RawParseTask, ctx: &TaskC
         counts: parser.counts().clone(),
         pid: std::process::id(),
     })
+}
+
+/// Parses the task's CSV file into its staged files.
+pub async fn parse_csv(max_record_bytes: usize, task: &CsvParseTask, ctx: &TaskContext) -> Result<ParseResult> {
+    let table = table_named(&task.table)?;
+    let path = visible_file(&task.csv)?;
+    let (tx, mut rx) = mpsc::channel::<(Option<RecordBatch>, Option<RecordBatch>)>(4);
+    let parse = tokio::task::spawn_blocking(move || parse_csv_file(table, (&path, max_record_bytes), &tx));
+    let (parsed, quarantine) = (store_of(ctx, &task.parsed)?, store_of(ctx, &task.quarantine)?);
+    let mut staged = StagedParse::create(table, (parsed, &task.parsed), (quarantine, &task.quarantine))?;
+    while let Some(batches) = rx.recv().await {
+        staged.write(batches).await?;
+    }
+    let counts = parse.await.map_err(|e| Error::Stage {
+        stage: "clean".into(),
+        message: format!("the parser of {} panicked: {e}", task.csv),
+    })??;
+    staged.close().await?;
+    tracing::info!(table = task.table, csv = task.csv, read = counts.read, "parsed");
+    Ok(ParseResult {
+        table: task.table.clone(),
+        counts,
+        pid: std::process::id(),
+    })
+}
+
+/// The local path of the `file://` URL `url`, which must be a file this node sees.
+fn visible_file(url: &str) -> Result<PathBuf> {
+    let path = Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme() == "file")
+        .and_then(|u| u.to_file_path().ok())
+        .ok_or_else(|| Error::Config(format!("CSV input must be a file:// URL, got {url}")))?;
+    if !path.is_file() {
+        return Err(Error::Input {
+            path: path.display().to_string(),
+            message: format!(
+                "not found on the node running the parse (pid {}); on a cluster the --input directory must be at the same path on every executor (a shared file system), or send the sources through Kafka (`ebroker produce`, then `ingest`)",
+                std::process::id()
+            ),
+        });
+    }
+    Ok(path)
+}
+
+/// Reads `path` line by line, checks the header, parses every record.
+fn parse_csv_file(
+    table: &'static Table,
+    (path, max_record_bytes): (&Path, usize),
+    tx: &mpsc::Sender<(Option<RecordBatch>, Option<RecordBatch>)>,
+) -> Result<ParseCounts> {
+    let source = table.file_name();
+    let mut parser = RecordParser::new(table, max_record_bytes);
+    let bar = indicatif::ProgressBar::hidden();
+    let mut lines = CsvRecords::open(table, path, max_record_bytes, &bar)?;
+    while let Some((line_number, record)) = lines.next_record()? {
+        parser.push_csv_line(record, line_number, &source);
+        if parser.batch_full() && tx.blocking_send(parser.finish_batches()).is_err() {
+            break;
+        }
+    }
+    let _ = tx.blocking_send(parser.finish_batches());
+    Ok(parser.counts().clone())
 }
 
 /// Feeds one batch of raw rows to the parser; the quarantine source is `topic[partition]`.

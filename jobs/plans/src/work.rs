@@ -36,6 +36,8 @@ pub enum Work {
     KafkaDump { kafka: KafkaConfig },
     /// Parse raw files ([`parse::RawParseTask`]) into staged typed and quarantine Parquet.
     ParseRaw { max_record_bytes: usize },
+    /// Parse source CSV files ([`parse::CsvParseTask`]) into staged typed and quarantine Parquet.
+    ParseCsv { max_record_bytes: usize },
     /// Report where the task ran ([`Probe`]): proves the mechanism on a cluster.
     Probe,
 }
@@ -107,6 +109,7 @@ impl DisplayAs for WorkExec {
         match &self.work {
             Work::KafkaDump { kafka } => write!(f, "WorkExec: dump Kafka ranges from {}", kafka.brokers),
             Work::ParseRaw { .. } => write!(f, "WorkExec: parse raw records"),
+            Work::ParseCsv { .. } => write!(f, "WorkExec: parse CSV files"),
             Work::Probe => write!(f, "WorkExec: probe"),
         }
     }
@@ -185,6 +188,9 @@ async fn do_task(work: &Work, task: &str, ctx: &TaskContext) -> Result<String> {
         Work::KafkaDump { kafka } => to_json(&kafka::dump_range(kafka, &from_json(task)?, ctx).await?),
         Work::ParseRaw { max_record_bytes } => {
             to_json(&parse::parse_raw(*max_record_bytes, &from_json(task)?, ctx).await?)
+        }
+        Work::ParseCsv { max_record_bytes } => {
+            to_json(&parse::parse_csv(*max_record_bytes, &from_json(task)?, ctx).await?)
         }
         Work::Probe => to_json(&Probe {
             task: from_json(task)?,

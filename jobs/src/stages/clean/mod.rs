@@ -11,26 +11,23 @@
 //! bucketing, an SQL override) fails the stage with exit code 4 instead of passing as a
 //! duplicate.
 //!
-//! From the raw zone, parsing runs as one task per raw file ([`ebroker_plans::parse`]): on the
-//! executors with `--cluster`, in-process otherwise. CSV input is still parsed here.
+//! Parsing runs as tasks ([`ebroker_plans::parse`]): one per source CSV file, or one per raw
+//! file of the Kafka path — on the executors with `--cluster`, in-process otherwise; the
+//! client sums their counts and runs the deduplication SQL.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
-use datafusion::arrow::record_batch::RecordBatch;
-use ebroker_plans::parse::{add_counts, ParseResult, RawParseTask, StagedParse};
+use ebroker_plans::parse::{add_counts, CsvParseTask, ParseResult, RawParseTask};
 use ebroker_plans::run::{run_tasks, Runner};
 use ebroker_plans::work::Work;
-use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use super::{Flag, Stage, StageContext, StageReport};
 use crate::engine::{first_row_u64, scalar_u64, Engine};
 use crate::error::{Error, Result};
-use crate::formats::csv::{source_files, CsvRecords};
-use crate::formats::record::{ParseCounts, RecordParser};
+use crate::formats::csv::source_files;
+use crate::formats::record::ParseCounts;
 use crate::schema::{Table, TABLES};
 use crate::sql::SqlLibrary;
 use crate::tables::buckets::write_bucketed;
@@ -174,17 +171,47 @@ pub async fn clean_csv_dir(
     let files = source_files(input)?;
     warehouse.remove_all(&Warehouse::staging_root(STAGE, date)).await?;
 
-    let total_bytes = files
-        .iter()
-        .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .sum();
-    let bar = crate::progress::bar(total_bytes, "parse", "bytes");
-    let parses = files
-        .into_iter()
-        .map(|(table, path)| stage_csv(warehouse, table, (path, max_record_bytes), date, bar.clone()));
-    let counts: Vec<ParseCounts> = futures::future::try_join_all(parses).await?;
+    let mut tasks = Vec::new();
+    for (table, path) in files {
+        let absolute = std::fs::canonicalize(&path).map_err(Error::io(&path))?;
+        let csv = url::Url::from_file_path(&absolute).map_err(|()| Error::Input {
+            path: absolute.display().to_string(),
+            message: "not an absolute path".into(),
+        })?;
+        tasks.push(CsvParseTask {
+            table: table.name.to_string(),
+            csv: csv.to_string(),
+            parsed: staged_file(warehouse, date, PARSED, table),
+            quarantine: staged_file(warehouse, date, Zone::Quarantine.dir(), table),
+        });
+    }
+    let bar = crate::progress::bar(tasks.len() as u64, "parse", "files");
+    let results: Vec<ParseResult> = run_tasks(
+        &Runner::Engine(engine),
+        Work::ParseCsv { max_record_bytes },
+        &tasks,
+        STAGE,
+        &bar,
+    )
+    .await?;
     bar.finish_and_clear();
+    let counts = TABLES
+        .iter()
+        .map(|table| {
+            let mut counts = ParseCounts::default();
+            for result in results.iter().filter(|r| r.table == table.name) {
+                add_counts(&mut counts, &result.counts);
+            }
+            counts
+        })
+        .collect();
     finish(engine, warehouse, sql, counts, date).await
+}
+
+/// The URL of the one staged `part` file (parsed or quarantine) of `table`.
+fn staged_file(warehouse: &Warehouse, date: ProcessingDate, part: &str, table: &Table) -> String {
+    let dir = Warehouse::staging(STAGE, date, part, table.name);
+    warehouse.url(&format!("{dir}part-0.parquet")).to_string()
 }
 
 /// Cleans the raw zone of `date` (the Kafka messages `ingest` dumped), checking that every
@@ -331,57 +358,6 @@ async fn finish(
     warehouse.publish(commit).await?;
     warehouse.remove_all(&Warehouse::staging_root(STAGE, date)).await?;
     Ok(report)
-}
-
-/// Parses one CSV file into staged typed rows and staged quarantine rows.
-async fn stage_csv(
-    warehouse: &Warehouse,
-    table: &'static Table,
-    (path, max_record_bytes): (PathBuf, usize),
-    date: ProcessingDate,
-    bar: ProgressBar,
-) -> Result<ParseCounts> {
-    let (tx, mut rx) = mpsc::channel::<(Option<RecordBatch>, Option<RecordBatch>)>(4);
-    let parse = tokio::task::spawn_blocking(move || parse_csv_file(table, (&path, max_record_bytes), &tx, &bar));
-    let file = |part: &str| format!("{}part-0.parquet", Warehouse::staging(STAGE, date, part, table.name));
-    let (parsed, quarantine) = (file(PARSED), file(Zone::Quarantine.dir()));
-    let mut staged = StagedParse::create(
-        table,
-        ((Arc::clone(warehouse.store()), warehouse.path(&parsed)), &parsed),
-        (
-            (Arc::clone(warehouse.store()), warehouse.path(&quarantine)),
-            &quarantine,
-        ),
-    )?;
-    while let Some(batches) = rx.recv().await {
-        staged.write(batches).await?;
-    }
-    let counts = parse.await.map_err(|e| Error::Stage {
-        stage: STAGE.into(),
-        message: format!("parser of {} panicked: {e}", table.name),
-    })??;
-    staged.close().await?;
-    Ok(counts)
-}
-
-/// Reads `path` line by line, checks the header, parses every record.
-fn parse_csv_file(
-    table: &'static Table,
-    (path, max_record_bytes): (&Path, usize),
-    tx: &mpsc::Sender<(Option<RecordBatch>, Option<RecordBatch>)>,
-    bar: &ProgressBar,
-) -> Result<ParseCounts> {
-    let source = table.file_name();
-    let mut parser = RecordParser::new(table, max_record_bytes);
-    let mut lines = CsvRecords::open(table, path, max_record_bytes, bar)?;
-    while let Some((line_number, record)) = lines.next_record()? {
-        parser.push_csv_line(record, line_number, &source);
-        if parser.batch_full() && tx.blocking_send(parser.finish_batches()).is_err() {
-            break;
-        }
-    }
-    let _ = tx.blocking_send(parser.finish_batches());
-    Ok(parser.counts().clone())
 }
 
 /// Deduplicates (and for transactions enriches) one staged table into staged cleaned Parquet,
