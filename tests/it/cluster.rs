@@ -1,7 +1,8 @@
 //! The jobs on a real Ballista cluster (scheduler + two executors started by
 //! `deploy/local/cluster.sh`, address in EBROKER_TEST_CLUSTER): the same rows as in-process,
-//! tasks on both executors, a day whose joins have an empty side, an executor killed mid-job,
-//! and every executor lost.
+//! with tasks on both executors and the sources parsed there; ebroker's own plans run each
+//! task once; a day whose joins have an empty side; an executor killed mid-job; and every
+//! executor lost.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -124,7 +125,7 @@ async fn the_dag_on_the_cluster_equals_the_in_process_run_row_for_row() {
         &remote.engine,
         &remote.warehouse,
         &remote.sql,
-        &options(input, false),
+        &options(input.clone(), false),
     )
     .await
     .unwrap();
@@ -165,6 +166,23 @@ async fn the_dag_on_the_cluster_equals_the_in_process_run_row_for_row() {
     assert!(
         after.0 > before.0 && after.1 > before.1,
         "tasks ran on both executors: {before:?} -> {after:?}"
+    );
+    // The seven source files were parsed by the executors, one task each, not by the client.
+    let input_url = url::Url::from_directory_path(std::fs::canonicalize(&input).unwrap()).unwrap();
+    let parsed_there: usize = ["exec-a", "exec-b"]
+        .iter()
+        .map(|name| {
+            std::fs::read_to_string(cluster_dir().join(format!("{name}.log")))
+                .unwrap_or_default()
+                .lines()
+                .filter(|line| line.contains("parsed") && line.contains(input_url.as_str()))
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        parsed_there,
+        TABLES.len(),
+        "one parse task per source file, on the executors"
     );
 }
 

@@ -38,13 +38,14 @@ pub async fn run_tasks<T: Serialize, R: DeserializeOwned>(
     what: &str,
     bar: &ProgressBar,
 ) -> Result<Vec<R>> {
+    let at_once = work.tasks_at_once();
     let plan: Arc<dyn ExecutionPlan> = Arc::new(WorkExec::new(work, task_list(tasks)?));
     let batches = match runner {
         Runner::Engine(engine) => match engine.scheduler_url() {
             Some(url) => engine.bounded(what, submit(url, engine, plan, what)).await?,
-            None => run_local(plan, engine.context().task_ctx(), bar, what).await?,
+            None => run_local(plan, engine.context().task_ctx(), (at_once, bar), what).await?,
         },
-        Runner::Local(ctx) => run_local(plan, Arc::clone(ctx), bar, what).await?,
+        Runner::Local(ctx) => run_local(plan, Arc::clone(ctx), (at_once, bar), what).await?,
     };
     let found = results(&batches)?;
     if found.len() != tasks.len() {
@@ -79,15 +80,14 @@ pub fn results<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<R>> {
     Ok(found)
 }
 
-/// Every partition of `plan` in this process, as many at once as there are cores.
+/// Every partition of `plan` in this process, `at_once` at a time, counted on `bar`.
 async fn run_local(
     plan: Arc<dyn ExecutionPlan>,
     ctx: Arc<TaskContext>,
-    bar: &ProgressBar,
+    (at_once, bar): (usize, &ProgressBar),
     what: &str,
 ) -> Result<Vec<RecordBatch>> {
     let partitions = plan.properties().output_partitioning().partition_count();
-    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let runs = futures::stream::iter(0..partitions).map(|partition| {
         let (plan, ctx, bar) = (Arc::clone(&plan), Arc::clone(&ctx), bar.clone());
         async move {

@@ -42,6 +42,20 @@ pub enum Work {
     Probe,
 }
 
+impl Work {
+    /// How many tasks of this work run at once in one process. A Kafka dump mostly waits on
+    /// the broker (its consumer fetches while the writer compresses), so four per core keep
+    /// the cores busy — as many partitions as the old one-consumer-per-topic ingest fetched at
+    /// once; parsing is CPU-bound: one per core.
+    pub fn tasks_at_once(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        match self {
+            Work::KafkaDump { .. } => cores * 4,
+            Work::ParseRaw { .. } | Work::ParseCsv { .. } | Work::Probe => cores,
+        }
+    }
+}
+
 /// The answer of [`Work::Probe`]: the process and host a task ran in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Probe {
