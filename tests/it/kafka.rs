@@ -7,13 +7,13 @@
 //! committed offsets never move backwards. Topics have 4 partitions (`kafka_settings`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ebroker::schema::TABLES;
 use ebroker::sources::kafka::ingest::{ingest, ingest_on, IngestManifest};
-use ebroker::sources::kafka::produce::{ensure_topics, produce_csv_dir};
+use ebroker::sources::kafka::produce::{ensure_topics, produce_csv_dir, ProduceReport};
 use ebroker::stages::clean::clean_raw;
 use ebroker::warehouse::{Warehouse, Zone};
 use ebroker_integration::day;
@@ -28,6 +28,18 @@ static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 fn kafka_warehouse(prefix: &str) -> TestWarehouse {
     TestWarehouse::with_settings(kafka_settings(prefix))
+}
+
+/// `clients` generated clients' sources (`seed`, `dirty`) in `wh`'s input directory, produced
+/// to its topics, every message delivered: the input directory and the producer's report.
+async fn produce_sources(wh: &TestWarehouse, clients: u64, seed: u64, dirty: f64) -> (PathBuf, ProduceReport) {
+    let input = wh.input_dir("src");
+    generate_sources(&input, clients, seed, dirty);
+    let produced = produce_csv_dir(&wh.config.kafka, &input, wh.config.clean.max_record_bytes)
+        .await
+        .unwrap();
+    produced.check().unwrap();
+    (input, produced)
 }
 
 /// (rows, distinct (partition, offset)) of one raw table of `date`.
@@ -50,13 +62,7 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
     let _broker = BROKER.read().await;
     let prefix = unique_name("recon");
     let wh = kafka_warehouse(&prefix);
-    let input = wh.input_dir("src");
-    generate_sources(&input, 20_000, 5, 0.03);
-
-    let produced = produce_csv_dir(&wh.config.kafka, &input, wh.config.clean.max_record_bytes)
-        .await
-        .unwrap();
-    produced.check().unwrap();
+    let (input, produced) = produce_sources(&wh, 20_000, 5, 0.03).await;
     let outcome = ingest(&wh.config.kafka, &wh.warehouse, day(DATE), false).await.unwrap();
     assert!(outcome.ingested);
     let report = clean_raw(
@@ -145,12 +151,7 @@ async fn ingest_and_parsing_on_the_cluster_run_each_range_on_an_executor_exactly
         kafka_settings(&prefix),
     )
     .await;
-    let input = wh.input_dir("src");
-    generate_sources(&input, 20_000, 8, 0.0);
-    let produced = produce_csv_dir(&wh.config.kafka, &input, wh.config.clean.max_record_bytes)
-        .await
-        .unwrap();
-    produced.check().unwrap();
+    let (input, produced) = produce_sources(&wh, 20_000, 8, 0.0).await;
     let outcome = ingest_on(&wh.engine, &wh.config.kafka, &wh.warehouse, day(DATE), false)
         .await
         .unwrap();
@@ -255,12 +256,7 @@ async fn a_killed_ingest_publishes_nothing_and_the_rerun_holds_each_record_once(
     let _broker = BROKER.read().await;
     let prefix = unique_name("crash");
     let wh = kafka_warehouse(&prefix);
-    let input = wh.input_dir("src");
-    generate_sources(&input, 150_000, 6, 0.0);
-    let produced = produce_csv_dir(&wh.config.kafka, &input, wh.config.clean.max_record_bytes)
-        .await
-        .unwrap();
-    produced.check().unwrap();
+    let (_, produced) = produce_sources(&wh, 150_000, 6, 0.0).await;
 
     // SIGKILL the CLI once it is writing the raw dump.
     let mut child = spawn_ingest(&wh, &prefix).stderr(Stdio::null()).spawn().unwrap();
@@ -502,12 +498,7 @@ async fn records_deleted_before_ingest_fail_it_naming_the_range_and_offsets_neve
     let _broker = BROKER.read().await;
     let prefix = unique_name("retention");
     let wh = kafka_warehouse(&prefix);
-    let input = wh.input_dir("src");
-    generate_sources(&input, 400, 8, 0.0);
-    let produced = produce_csv_dir(&wh.config.kafka, &input, wh.config.clean.max_record_bytes)
-        .await
-        .unwrap();
-    produced.check().unwrap();
+    let (_, produced) = produce_sources(&wh, 400, 8, 0.0).await;
     let clients = format!("{prefix}_clients");
     let partitions = [0, 1, 2, 3];
 
@@ -603,12 +594,7 @@ async fn a_broker_restart_in_the_middle_of_ingest_gives_the_day_exactly_once() {
     let _broker = BROKER.write().await;
     let prefix = unique_name("restart");
     let wh = kafka_warehouse(&prefix);
-    let input = wh.input_dir("src");
-    generate_sources(&input, 100_000, 10, 0.0);
-    let produced = produce_csv_dir(&wh.config.kafka, &input, wh.config.clean.max_record_bytes)
-        .await
-        .unwrap();
-    produced.check().unwrap();
+    let (_, produced) = produce_sources(&wh, 100_000, 10, 0.0).await;
 
     let mut child = spawn_ingest(&wh, &prefix)
         .env("EBROKER_KAFKA__REQUEST_TIMEOUT_MS", "60000")

@@ -21,7 +21,6 @@ use ebroker_core::config::KafkaConfig;
 use ebroker_core::error::{Error, Result};
 use ebroker_core::warehouse::parquet;
 use object_store::buffered::BufWriter;
-use object_store::path::Path as StorePath;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -29,7 +28,8 @@ use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use url::Url;
+
+use crate::work::task_store;
 
 /// Name of the stage in errors.
 const STAGE: &str = "ingest";
@@ -135,13 +135,7 @@ pub struct RangeResult {
 
 /// Reads `task`'s range into its file, through the object store of the task's runtime.
 pub async fn dump_range(config: &KafkaConfig, task: &RangeTask, ctx: &TaskContext) -> Result<RangeResult> {
-    let url = Url::parse(&task.file).map_err(|e| Error::Config(format!("bad task file URL {}: {e}", task.file)))?;
-    let store = ctx
-        .runtime_env()
-        .object_store_registry
-        .get_store(&url)
-        .map_err(Error::engine(format!("opening the store of {url}")))?;
-    let path = StorePath::from_url_path(url.path()).map_err(|e| Error::Config(format!("bad path in {url}: {e}")))?;
+    let (store, path) = task_store(ctx, &task.file)?;
     let properties = parquet::properties(parquet::zstd(), RAW_ROW_GROUP_ROWS);
     let mut writer = AsyncArrowWriter::try_new(BufWriter::new(store, path), raw_schema(), Some(properties))
         .map_err(parquet::parquet_error(&task.file))?;

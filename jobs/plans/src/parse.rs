@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use url::Url;
 
+use crate::work::task_store;
+
 /// Messages per batch read from a raw file: 1,024 messages of up to 1 MiB (Kafka's default
 /// limit) stay within one Arrow binary array (2 GiB) and a bounded memory.
 const RAW_READ_ROWS: usize = 1024;
@@ -58,18 +60,6 @@ pub struct ParseResult {
     pub pid: u32,
 }
 
-/// The store and path of `url` in the task's runtime.
-fn store_of(ctx: &TaskContext, url: &str) -> Result<(Arc<dyn ObjectStore>, StorePath)> {
-    let parsed = Url::parse(url).map_err(|e| Error::Config(format!("bad task file URL {url}: {e}")))?;
-    let store = ctx
-        .runtime_env()
-        .object_store_registry
-        .get_store(&parsed)
-        .map_err(Error::engine(format!("opening the store of {url}")))?;
-    let path = StorePath::from_url_path(parsed.path()).map_err(|e| Error::Config(format!("bad path in {url}: {e}")))?;
-    Ok((store, path))
-}
-
 /// The source table called `name`.
 fn table_named(name: &str) -> Result<&'static Table> {
     TABLES
@@ -82,14 +72,14 @@ fn table_named(name: &str) -> Result<&'static Table> {
 /// Parses the task's raw file into its staged files.
 pub async fn parse_raw(max_record_bytes: usize, task: &RawParseTask, ctx: &TaskContext) -> Result<ParseResult> {
     let table = table_named(&task.table)?;
-    let (store, path) = store_of(ctx, &task.raw)?;
+    let (store, path) = task_store(ctx, &task.raw)?;
     #[allow(deprecated)] // still the reader DataFusion 55 uses itself
     let reader = datafusion::parquet::arrow::async_reader::ParquetObjectReader::new(store, path);
     let mut batches = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .and_then(|b| b.with_batch_size(RAW_READ_ROWS).build())
         .map_err(parquet_error(&task.raw))?;
-    let (parsed, quarantine) = (store_of(ctx, &task.parsed)?, store_of(ctx, &task.quarantine)?);
+    let (parsed, quarantine) = (task_store(ctx, &task.parsed)?, task_store(ctx, &task.quarantine)?);
     let mut staged = StagedParse::create(table, (parsed, &task.parsed), (quarantine, &task.quarantine))?;
     let mut parser = RecordParser::new(table, max_record_bytes);
     while let Some(batch) = batches.try_next().await.map_err(parquet_error(&task.raw))? {
@@ -119,7 +109,7 @@ pub async fn parse_csv(max_record_bytes: usize, task: &CsvParseTask, ctx: &TaskC
     let path = visible_file(&task.csv)?;
     let (tx, mut rx) = mpsc::channel::<(Option<RecordBatch>, Option<RecordBatch>)>(4);
     let parse = tokio::task::spawn_blocking(move || parse_csv_file(table, (&path, max_record_bytes), &tx));
-    let (parsed, quarantine) = (store_of(ctx, &task.parsed)?, store_of(ctx, &task.quarantine)?);
+    let (parsed, quarantine) = (task_store(ctx, &task.parsed)?, task_store(ctx, &task.quarantine)?);
     let mut staged = StagedParse::create(table, (parsed, &task.parsed), (quarantine, &task.quarantine))?;
     while let Some(batches) = rx.recv().await {
         staged.write(batches).await?;
