@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ebroker::schema::TABLES;
 use ebroker::sources::kafka::ingest::{ingest, ingest_on, IngestManifest};
 use ebroker::sources::kafka::produce::{ensure_topics, produce_csv_dir, ProduceReport};
-use ebroker::stages::clean::clean_raw;
+use ebroker::stages::clean::{clean_raw, CleanReport};
 use ebroker::warehouse::{Warehouse, Zone};
 use ebroker_integration::day;
 use ebroker_integration::{ebroker_binary, generate_sources, kafka_settings, unique_name, TestWarehouse};
@@ -42,6 +42,19 @@ async fn produce_sources(wh: &TestWarehouse, clients: u64, seed: u64, dirty: f64
     (input, produced)
 }
 
+/// Cleans `wh`'s raw zone of [`DATE`] on its engine (in-process or the cluster).
+async fn clean_from_raw(wh: &TestWarehouse) -> CleanReport {
+    clean_raw(
+        &wh.engine,
+        &wh.warehouse,
+        &wh.sql,
+        wh.config.clean.max_record_bytes,
+        day(DATE),
+    )
+    .await
+    .unwrap()
+}
+
 /// (rows, distinct (partition, offset)) of one raw table of `date`.
 async fn raw_counts(wh: &TestWarehouse, table: &str, date: &str) -> (u64, u64) {
     let name = format!("raw_{table}_{}", date.replace('-', "_"));
@@ -65,15 +78,7 @@ async fn produced_equals_consumed_equals_raw_equals_cleaned_plus_quarantined_plu
     let (input, produced) = produce_sources(&wh, 20_000, 5, 0.03).await;
     let outcome = ingest(&wh.config.kafka, &wh.warehouse, day(DATE), false).await.unwrap();
     assert!(outcome.ingested);
-    let report = clean_raw(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        day(DATE),
-    )
-    .await
-    .unwrap();
+    let report = clean_from_raw(&wh).await;
 
     let from_csv = TestWarehouse::new();
     let csv_report = from_csv.clean_csv(&input, DATE).await.unwrap();
@@ -182,15 +187,7 @@ async fn ingest_and_parsing_on_the_cluster_run_each_range_on_an_executor_exactly
     }
 
     // Parsing the raw zone runs there too, one task per raw file, and cleans as the CSV does.
-    let report = clean_raw(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        day(DATE),
-    )
-    .await
-    .unwrap();
+    let report = clean_from_raw(&wh).await;
     let csv_report = TestWarehouse::new().clean_csv(&input, DATE).await.unwrap();
     for table in TABLES {
         let (cleaned, csv) = (report.table(table.name).unwrap(), csv_report.table(table.name).unwrap());
@@ -362,15 +359,7 @@ async fn malformed_messages_are_quarantined_with_their_reasons() {
             .unwrap();
     }
     ingest(&wh.config.kafka, &wh.warehouse, day(DATE), false).await.unwrap();
-    let report = clean_raw(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        wh.config.clean.max_record_bytes,
-        day(DATE),
-    )
-    .await
-    .unwrap();
+    let report = clean_from_raw(&wh).await;
     let clients = report.table("clients").unwrap();
     let expected: BTreeMap<String, u64> = [
         ("malformed record", 2),
