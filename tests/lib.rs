@@ -87,10 +87,17 @@ impl TestWarehouse {
     }
 
     /// Cleans the CSV files in `input` as processing date `date` with this warehouse's
-    /// engine, SQL and record limit.
+    /// engine, SQL and clean settings.
     pub async fn clean_csv(&self, input: &std::path::Path, date: &str) -> ebroker::Result<CleanReport> {
-        let limit = self.config.clean.max_record_bytes;
-        clean_csv_dir(&self.engine, &self.warehouse, &self.sql, limit, input, day(date)).await
+        clean_csv_dir(
+            &self.engine,
+            &self.warehouse,
+            &self.sql,
+            &self.config.clean,
+            input,
+            day(date),
+        )
+        .await
     }
 
     /// A directory for source files.

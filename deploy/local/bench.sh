@@ -35,7 +35,8 @@ echo "== an analyst's query over the marts, in-process (issue 8: < 1 s at 500k c
     WHERE o.processing_date = DATE '$DATE'
     GROUP BY o.combined_segment, c.city ORDER BY expected_revenue DESC LIMIT 5"
 
-echo "== the same DAG on the local Ballista cluster (scheduler + 2 executors, same 2 cores)"
+echo "== the same DAG on the local Ballista cluster (scheduler + 2 executors, same 2 cores; the"
+echo "   input as a file:// URL, read in place by the executors: they share this disk)"
 export EBROKER_CLUSTER_DIR="$WORK/cluster" EBROKER_BIN_DIR="$BIN_DIR"
 deploy/local/cluster.sh start
 # Stop the cluster before the work directory (its pid files) goes away.
@@ -46,7 +47,7 @@ cleanup() {
 trap cleanup EXIT
 source deploy/local/cpu-share.sh
 run_with_cpu_share "cluster run" \
-  "$BIN" --cluster df://127.0.0.1:50050 --warehouse "$WORK/wh-cluster" run --input "$WORK/src" --date "$DATE" | tee "$WORK/cluster.txt"
+  "$BIN" --cluster df://127.0.0.1:50050 --warehouse "$WORK/wh-cluster" run --input "file://$WORK/src" --date "$DATE" | tee "$WORK/cluster.txt"
 dag_seconds() { awk '$1 ~ /^(clean|segment|offers|analytics)$/ && $2 == "succeeded" { s += $4 } END { printf "%.2f", s }' "$1"; }
 L="$(dag_seconds "$WORK/local.txt")"; C="$(dag_seconds "$WORK/cluster.txt")"
 echo "clean -> analytics: in-process ${L} s, cluster ${C} s, ratio $(awk -v c="$C" -v l="$L" 'BEGIN { printf "%.2f", c / l }')"

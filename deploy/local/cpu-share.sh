@@ -4,7 +4,8 @@
 # since all of them share the same cores. Sourced; defines functions only:
 #
 #   source deploy/local/cpu-share.sh
-#   run_with_cpu_share NAME COMMAND...   # runs the client; its stdout, then one summary line
+#   run_with_cpu_share NAME COMMAND...   # runs the client; its stdout, then the cluster's peak
+#                                        # RSS per process and one CPU summary line
 #
 # CPU comes from /proc/PID/stat (utime + stime of all threads, plus reaped children's) for the
 # processes deploy/local/cluster.sh started (pid files in $EBROKER_CLUSTER_DIR), and from
@@ -22,6 +23,15 @@ cpu_ticks() { # pid... -> utime + stime + cutime + cstime summed over the pids s
     total=$((total + f[11] + f[12] + f[13] + f[14]))
   done
   echo "$total"
+}
+
+peak_rss_mib() { # pid... -> "name1 N MiB, name2 M MiB": each process's peak RSS so far (VmHWM)
+  local pid kb out=""
+  for pid in "$@"; do
+    kb="$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)" || continue
+    [ -n "$kb" ] && out="${out:+$out, }$(cat "/proc/$pid/comm") $((kb / 1024)) MiB"
+  done
+  echo "${out:-none}"
 }
 
 cluster_pids() { # dir -> the pids in its scheduler/exec-a/exec-b pid files, of processes still running
@@ -44,6 +54,7 @@ run_with_cpu_share() { # name, command... -> the command's stdout, then "NAME: c
   # `|| status=$?` so that a failing client still gets its summary under set -e; returned below.
   /usr/bin/time -f "%U %S %M" -o "$times" "$@" || status=$?
   after="$(cpu_ticks "${pids[@]}")"
+  echo "$name: peak RSS of the cluster's processes since they started: $(peak_rss_mib "${pids[@]}")"
   # On failure time(1) writes "Command exited with non-zero status N" first: the last line is ours.
   # It writes nothing of ours when it could not start the command: then zeros and its status.
   read -r user sys rss < <(tail -n 1 "$times") || true

@@ -36,7 +36,11 @@
 # EBROKER_HDFS_PROTECTION (authentication | integrity | privacy: hadoop.rpc.protection and
 # dfs.data.transfer.protection of secure-ha), EBROKER_HDFS_FEATURES (more features of
 # deploy/local/hdfs/src/main/java/main/Main.java for secure-ha, e.g. "token" or "observer"),
-# EBROKER_HDFS_JAVA_OPTS (-Xmx512m ...), EBROKER_HDFS_TIMEOUT (180 s).
+# EBROKER_HDFS_JAVA_OPTS (-Xmx512m ...), EBROKER_HDFS_TIMEOUT (180 s),
+# EBROKER_HDFS_HOST (127.0.0.1): another local address for the plain cluster — its NameNode
+# (RPC and HTTP) and DataNodes bind and advertise that address instead of 127.0.0.1, e.g. the
+# bridge 10.77.0.1 that the network namespaces of deploy/local/netns.sh reach (secure-ha
+# stays on 127.0.0.1). Use its own EBROKER_HDFS_DIR to run it beside a plain one on 127.0.0.1.
 # Needs Java 17 and Maven (Maven Central on first use); installs krb5-user (kinit) if missing.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)/hdfs"
@@ -46,6 +50,7 @@ CLASSPATH_FILE="$TARGET/classpath.txt"
 DATANODES="${EBROKER_HDFS_DATANODES:-3}"
 TIMEOUT="${EBROKER_HDFS_TIMEOUT:-180}"
 PROTECTION="${EBROKER_HDFS_PROTECTION:-authentication}"
+HOST="${EBROKER_HDFS_HOST:-127.0.0.1}"
 JAVA_OPTS="${EBROKER_HDFS_JAVA_OPTS:--Xms64m -Xmx512m -Xss512k -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:MaxMetaspaceSize=256m}"
 # Hadoop 3.4 reaches into JDK internals (Kerberos config, direct buffers) on Java 17.
 JAVA_MODULE_OPTS=(
@@ -80,9 +85,14 @@ features() {
 }
 check_variant() {
   case "$1" in plain|secure-ha) ;; *) echo "unknown variant '$1' (plain or secure-ha)" >&2; exit 2 ;; esac
+  if [ "$1" = secure-ha ] && [ "$HOST" != 127.0.0.1 ]; then
+    echo "EBROKER_HDFS_HOST=$HOST is for the plain variant only (secure-ha runs on 127.0.0.1)" >&2; exit 2
+  fi
 }
+# --host for main.Main, only when not the default (the command line stays as it was).
+host_args() { [ "$HOST" = 127.0.0.1 ] || echo "--host $HOST"; }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 running() { local f="$ROOT/$1/pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
 
 build() {
@@ -120,9 +130,9 @@ ensure_kinit() {
 # state cannot tell them apart).
 nn_state() {
   local code state jmx live
-  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$1/isActive" 2>/dev/null)" || true
+  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$HOST:$1/isActive" 2>/dev/null)" || true
   case "$code" in 200) state=active ;; 405) state=standby ;; *) return 1 ;; esac
-  jmx="$(curl -sf --max-time 5 "http://127.0.0.1:$1/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState*" 2>/dev/null)" || return 1
+  jmx="$(curl -sf --max-time 5 "http://$HOST:$1/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState*" 2>/dev/null)" || return 1
   live="$(grep -o '"NumLiveDataNodes" *: *[0-9]*' <<<"$jmx" | grep -o '[0-9]*$' | sort -n | tail -1)"
   echo "$state ${live:-?}"
 }
@@ -146,7 +156,7 @@ start_one() {
   [ "$VARIANT" = secure-ha ] && ensure_kinit
   for ((i = 0; i < 2 * nns; i++)); do
     if port_open $((base + i)); then
-      echo "hdfs $VARIANT: port 127.0.0.1:$((base + i)) is in use (NameNode ports are $base..$((base + 2 * nns - 1)))" >&2
+      echo "hdfs $VARIANT: port $HOST:$((base + i)) is in use (NameNode ports are $base..$((base + 2 * nns - 1)))" >&2
       exit 1
     fi
   done
@@ -157,7 +167,7 @@ start_one() {
   # shellcheck disable=SC2086,SC2046
   (cd "$dir" && exec setsid java $JAVA_OPTS "${JAVA_MODULE_OPTS[@]}" -Dhadoop.log.dir="$dir" \
     -cp "$cp" main.Main --dir "$dir" --port-base "$base" --datanodes "$DATANODES" --service \
-    $(features "$VARIANT") </dev/null >"$dir/minidfs.log" 2>&1) &
+    $(host_args) $(features "$VARIANT") </dev/null >"$dir/minidfs.log" 2>&1) &
   echo $! >"$dir/pid"
   local t0=$SECONDS
   until grep -q '^Ready!$' "$dir/minidfs.log" 2>/dev/null; do
@@ -169,8 +179,8 @@ start_one() {
   # The check: every NameNode answers RPC and JMX, one is active and sees all DataNodes.
   local active=0 st
   for ((i = 0; i < nns; i++)); do
-    port_open $((base + 2 * i)) || fail_start "NameNode $i does not answer on 127.0.0.1:$((base + 2 * i))"
-    st="$(nn_state $((base + 2 * i + 1)))" || fail_start "NameNode $i: no JMX on 127.0.0.1:$((base + 2 * i + 1))"
+    port_open $((base + 2 * i)) || fail_start "NameNode $i does not answer on $HOST:$((base + 2 * i))"
+    st="$(nn_state $((base + 2 * i + 1)))" || fail_start "NameNode $i: no JMX on $HOST:$((base + 2 * i + 1))"
     if [ "${st% *}" = active ]; then
       active=$((active + 1))
       [ "${st#* }" = "$DATANODES" ] || fail_start "the active NameNode sees ${st#* } live DataNodes, not $DATANODES"
@@ -233,13 +243,13 @@ status_one() {
   local rss; rss="$(awk '/^VmRSS/ {print int($2 / 1024) " MiB"}' "/proc/$(cat "$dir/pid")/status" 2>/dev/null || echo "?")"
   echo "hdfs $v running (pid $(cat "$dir/pid"), RSS $rss): $(grep -o 'EBROKER_TEST_HDFS[A-Z_]*=[^ ]*://[^ ]*' "$dir/env" | cut -d= -f2 | head -1), env $dir/env"
   for ((i = 0; i < nns; i++)); do
-    echo "  nn$i rpc 127.0.0.1:$((base + 2 * i)) http :$((base + 2 * i + 1)): $(nn_state $((base + 2 * i + 1)) | awk '{print $1 ", " $2 " live DataNodes"}' || echo "no answer")"
+    echo "  nn$i rpc $HOST:$((base + 2 * i)) http :$((base + 2 * i + 1)): $(nn_state $((base + 2 * i + 1)) | awk '{print $1 ", " $2 " live DataNodes"}' || echo "no answer")"
   done
 }
 
 variants() { # plain|secure-ha|all -> list
   case "${1:-all}" in
-    all) echo "plain secure-ha" ;;
+    all) if [ "$HOST" = 127.0.0.1 ]; then echo "plain secure-ha"; else echo plain; fi ;;
     *) check_variant "$1"; echo "$1" ;;
   esac
 }

@@ -3,7 +3,8 @@
 #
 # Builds (deploy/local/build.sh), checks the format and that rustc and clippy print no
 # warning, installs what is missing, starts the services the integration tests use on
-# 127.0.0.1 — a Ballista scheduler with two executors, Apache Kafka 4.4 in KRaft mode and
+# 127.0.0.1 — a Ballista scheduler with two executors (and another one across three network
+# namespaces, with its own plain HDFS on the bridge address), Apache Kafka 4.4 in KRaft mode and
 # HDFS (Hadoop 3.4 MiniDFSCluster: a plain one, and a Kerberos + HA one with its KDC), all from
 # Maven Central; PostgreSQL 15 (Greenplum's stand-in) and ClickHouse 18.16 from apt; Spark 3.5
 # (pyspark, from PyPI) for the interop test — exports their addresses, runs the whole test
@@ -51,6 +52,7 @@ clickhouse_ny() {
 }
 export EBROKER_HDFS_DIR="${EBROKER_HDFS_DIR:-$(mktemp -d /tmp/ebroker-hdfs.XXXXXX)}"
 stop_services() {
+  deploy/local/netns.sh down || true
   deploy/local/hdfs.sh stop all || true
   deploy/local/clickhouse.sh stop || true
   clickhouse_ny stop || true
@@ -71,6 +73,14 @@ kinit -kt "$EBROKER_TEST_HDFS_KEYTAB" "$EBROKER_TEST_HDFS_PRINCIPAL"
 deploy/local/cluster.sh stop >/dev/null 2>&1 || true
 deploy/local/cluster.sh start
 export EBROKER_TEST_CLUSTER="df://127.0.0.1:${EBROKER_SCHEDULER_PORT:-50050}"
+# Three test hosts (network namespaces, veth pairs into a bridge): a scheduler and two
+# executors, each at its own address, with a plain HDFS on the bridge address (needs root).
+export EBROKER_NETNS_DIR="${EBROKER_NETNS_DIR:-$(mktemp -d /tmp/ebroker-netns.XXXXXX)}"
+deploy/local/netns.sh down >/dev/null 2>&1 || true
+deploy/local/netns.sh up
+# shellcheck disable=SC1091
+. "$EBROKER_NETNS_DIR/env"
+export EBROKER_TEST_NETNS EBROKER_TEST_HDFS_NETNS
 deploy/local/kafka.sh start
 export EBROKER_TEST_KAFKA="127.0.0.1:${EBROKER_KAFKA_PORT:-9092}"
 deploy/local/postgres.sh start

@@ -167,22 +167,34 @@ async fn the_dag_on_the_cluster_equals_the_in_process_run_row_for_row() {
         after.0 > before.0 && after.1 > before.1,
         "tasks ran on both executors: {before:?} -> {after:?}"
     );
-    // The seven source files were parsed by the executors, one task each, not by the client.
-    let input_url = url::Url::from_directory_path(std::fs::canonicalize(&input).unwrap()).unwrap();
+    // The local input was uploaded to the raw zone, and the seven files were parsed there by
+    // the executors (one split each at this size), not by the client.
+    for table in TABLES {
+        let uploaded = format!(
+            "{}{}",
+            Warehouse::partition(Zone::Raw, table.name, day(DATE)),
+            table.file_name()
+        );
+        let bytes = std::fs::metadata(remote.warehouse.local_dir(&uploaded).unwrap())
+            .unwrap()
+            .len();
+        assert_eq!(bytes, std::fs::metadata(input.join(table.file_name())).unwrap().len());
+    }
+    let raw_url = remote.warehouse.url("raw/");
     let parsed_there: usize = ["exec-a", "exec-b"]
         .iter()
         .map(|name| {
             std::fs::read_to_string(cluster_dir().join(format!("{name}.log")))
                 .unwrap_or_default()
                 .lines()
-                .filter(|line| line.contains("parsed") && line.contains(input_url.as_str()))
+                .filter(|line| line.contains("parsed") && line.contains(raw_url.as_str()) && line.contains(".csv"))
                 .count()
         })
         .sum();
     assert_eq!(
         parsed_there,
         TABLES.len(),
-        "one parse task per source file, on the executors"
+        "one parse task per uploaded source file, on the executors"
     );
 }
 

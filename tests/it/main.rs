@@ -1,5 +1,6 @@
 //! The integration test binary: SQL rules on hand-made data, the end-to-end DAG on generated
-//! dirty data, and (in later modules) the real services on 127.0.0.1.
+//! dirty data, and (in later modules) the real services on 127.0.0.1 and on test hosts in network
+//! namespaces.
 
 mod buckets;
 mod cleaning;
@@ -9,6 +10,7 @@ mod commit;
 mod greenplum;
 mod hdfs;
 mod kafka;
+mod netns;
 mod pipeline;
 mod rules;
 mod sql;

@@ -108,6 +108,10 @@ pub struct CleanConfig {
     /// The longest record (CSV line or Kafka message value) parsed, in bytes; a longer one is
     /// quarantined as `record too long`. 1 KiB to 256 MiB.
     pub max_record_bytes: usize,
+    /// Source CSV files are parsed in byte-range splits of this size, one task each (Hadoop's
+    /// TextInputFormat rule), so a large file is parsed on many cores and executors. 1 KiB to
+    /// 1 TiB.
+    pub split_bytes: u64,
 }
 
 /// Where the warehouse lives.
@@ -532,6 +536,12 @@ impl Config {
             return Err(Error::Config(format!(
                 "clean.max_record_bytes = {} is out of range; use 1024 to 268435456 (the default is 1048576, 1 MiB)",
                 self.clean.max_record_bytes
+            )));
+        }
+        if !(1 << 10..=1 << 40).contains(&self.clean.split_bytes) {
+            return Err(Error::Config(format!(
+                "clean.split_bytes = {} is out of range; use 1024 to 1099511627776 (the default is 67108864, 64 MiB)",
+                self.clean.split_bytes
             )));
         }
         self.kafka.validate()?;

@@ -12,4 +12,5 @@ pub mod codec;
 pub mod kafka;
 pub mod parse;
 pub mod run;
+pub mod splits;
 pub mod work;

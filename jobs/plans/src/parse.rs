@@ -1,10 +1,9 @@
 //! Parsing as tasks (docs/SPEC.md §4), on an executor or in-process: one raw file of a day (one
 //! Kafka partition's range, as `ingest` wrote it; each value a JSON object, the offset its
-//! arrival order), or one source CSV file (the line number its arrival order), through the
-//! record parser into staged typed and quarantine Parquet. [`StagedParse`] is the pair of
-//! staged writers both share.
+//! arrival order), or one split of a source CSV file ([`crate::splits`]; the line number its
+//! arrival order), through the record parser into staged typed and quarantine Parquet.
+//! [`StagedParse`] is the pair of staged writers both share.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, BinaryArray, Int32Array, Int64Array, StringArray};
@@ -14,7 +13,7 @@ use datafusion::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::basic::Compression;
 use ebroker_core::error::{Error, Result};
-use ebroker_core::formats::csv::CsvRecords;
+use ebroker_core::formats::csv::{CsvRecords, Split};
 use ebroker_core::formats::record::{ParseCounts, RecordParser};
 use ebroker_core::schema::{quarantine_schema, Table, TABLES};
 use ebroker_core::warehouse::parquet::{parquet_error, properties, zstd, STAGING_ROW_GROUP_ROWS};
@@ -26,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use url::Url;
 
+use crate::splits::open_from;
 use crate::work::task_store;
 
 /// Messages per batch read from a raw file: 1,024 messages of up to 1 MiB (Kafka's default
@@ -42,12 +42,14 @@ pub struct RawParseTask {
     pub quarantine: String,
 }
 
-/// One parse task: the source CSV file `csv` (a `file://` URL every node running tasks
-/// sees) of `table` into the staged files `parsed` and `quarantine`.
+/// One parse task: the `split` of the source CSV file `csv` (a URL every node running tasks
+/// can open: `file://` on a shared file system, `hdfs://`, `s3://`) of `table` into the staged
+/// files `parsed` and `quarantine`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CsvParseTask {
     pub table: String,
     pub csv: String,
+    pub split: Split,
     pub parsed: String,
     pub quarantine: String,
 }
@@ -103,12 +105,18 @@ pub async fn parse_raw(max_record_bytes: usize, task: &RawParseTask, ctx: &TaskC
     })
 }
 
-/// Parses the task's CSV file into its staged files.
+/// Parses the task's split of a CSV file into its staged files.
 pub async fn parse_csv(max_record_bytes: usize, task: &CsvParseTask, ctx: &TaskContext) -> Result<ParseResult> {
     let table = table_named(&task.table)?;
-    let path = visible_file(&task.csv)?;
+    check_visible(&task.csv)?;
+    let reader = open_from(ctx, &task.csv, task.split.read_from()).await?;
     let (tx, mut rx) = mpsc::channel::<(Option<RecordBatch>, Option<RecordBatch>)>(4);
-    let parse = tokio::task::spawn_blocking(move || parse_csv_file(table, (&path, max_record_bytes), &tx));
+    let (csv, split) = (task.csv.clone(), task.split);
+    let parse = tokio::task::spawn_blocking(move || {
+        let bar = indicatif::ProgressBar::hidden();
+        let lines = CsvRecords::split(table, (csv, reader), split, max_record_bytes, &bar)?;
+        parse_csv_lines(table, lines, max_record_bytes, &tx)
+    });
     let (parsed, quarantine) = (task_store(ctx, &task.parsed)?, task_store(ctx, &task.quarantine)?);
     let mut staged = StagedParse::create(table, (parsed, &task.parsed), (quarantine, &task.quarantine))?;
     while let Some(batches) = rx.recv().await {
@@ -119,7 +127,13 @@ pub async fn parse_csv(max_record_bytes: usize, task: &CsvParseTask, ctx: &TaskC
         message: format!("the parser of {} panicked: {e}", task.csv),
     })??;
     staged.close().await?;
-    tracing::info!(table = task.table, csv = task.csv, read = counts.read, "parsed");
+    tracing::info!(
+        table = task.table,
+        csv = task.csv,
+        start = task.split.start,
+        read = counts.read,
+        "parsed"
+    );
     Ok(ParseResult {
         table: task.table.clone(),
         counts,
@@ -127,35 +141,37 @@ pub async fn parse_csv(max_record_bytes: usize, task: &CsvParseTask, ctx: &TaskC
     })
 }
 
-/// The local path of the `file://` URL `url`, which must be a file this node sees.
-fn visible_file(url: &str) -> Result<PathBuf> {
-    let path = Url::parse(url)
+/// A `file://` input must be on this node: a node that cannot see it names the path and how
+/// to make it visible (other schemes fail in their store, naming the URL).
+fn check_visible(url: &str) -> Result<()> {
+    let Some(path) = Url::parse(url)
         .ok()
         .filter(|u| u.scheme() == "file")
         .and_then(|u| u.to_file_path().ok())
-        .ok_or_else(|| Error::Config(format!("CSV input must be a file:// URL, got {url}")))?;
-    if !path.is_file() {
-        return Err(Error::Input {
-            path: path.display().to_string(),
-            message: format!(
-                "not found on the node running the parse (pid {}); on a cluster the --input directory must be at the same path on every executor (a shared file system), or send the sources through Kafka (`ebroker produce`, then `ingest`)",
-                std::process::id()
-            ),
-        });
+    else {
+        return Ok(());
+    };
+    if path.is_file() {
+        return Ok(());
     }
-    Ok(path)
+    Err(Error::Input {
+        path: path.display().to_string(),
+        message: format!(
+            "not found on the node running the parse (pid {}); a file:// --input must be at the same path on every executor (a shared file system): give a local directory as a plain path to have it uploaded to the warehouse, put it on HDFS or S3, or send the sources through Kafka (`ebroker produce`, then `ingest`)",
+            std::process::id()
+        ),
+    })
 }
 
-/// Reads `path` line by line, checks the header, parses every record.
-fn parse_csv_file(
+/// Parses every record of `lines`.
+fn parse_csv_lines<R: std::io::BufRead>(
     table: &'static Table,
-    (path, max_record_bytes): (&Path, usize),
+    mut lines: CsvRecords<'_, R>,
+    max_record_bytes: usize,
     tx: &mpsc::Sender<(Option<RecordBatch>, Option<RecordBatch>)>,
 ) -> Result<ParseCounts> {
     let source = table.file_name();
     let mut parser = RecordParser::new(table, max_record_bytes);
-    let bar = indicatif::ProgressBar::hidden();
-    let mut lines = CsvRecords::open(table, path, max_record_bytes, &bar)?;
     while let Some((line_number, record)) = lines.next_record()? {
         parser.push_csv_line(record, line_number, &source);
         if parser.batch_full() && tx.blocking_send(parser.finish_batches()).is_err() {

@@ -30,7 +30,7 @@ use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::{kafka, parse};
+use crate::{kafka, parse, splits};
 
 /// What a [`WorkExec`] does with each task row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,7 +39,10 @@ pub enum Work {
     KafkaDump { kafka: KafkaConfig },
     /// Parse raw files ([`parse::RawParseTask`]) into staged typed and quarantine Parquet.
     ParseRaw { max_record_bytes: usize },
-    /// Parse source CSV files ([`parse::CsvParseTask`]) into staged typed and quarantine Parquet.
+    /// Count the line breaks of byte ranges of source CSV files ([`splits::CountTask`]).
+    CountLines,
+    /// Parse splits of source CSV files ([`parse::CsvParseTask`]) into staged typed and
+    /// quarantine Parquet.
     ParseCsv { max_record_bytes: usize },
     /// Report where the task ran ([`Probe`]): proves the mechanism on a cluster.
     Probe,
@@ -54,7 +57,7 @@ impl Work {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
         match self {
             Work::KafkaDump { .. } => cores * 4,
-            Work::ParseRaw { .. } | Work::ParseCsv { .. } | Work::Probe => cores,
+            Work::ParseRaw { .. } | Work::ParseCsv { .. } | Work::CountLines | Work::Probe => cores,
         }
     }
 }
@@ -126,7 +129,8 @@ impl DisplayAs for WorkExec {
         match &self.work {
             Work::KafkaDump { kafka } => write!(f, "WorkExec: dump Kafka ranges from {}", kafka.brokers),
             Work::ParseRaw { .. } => write!(f, "WorkExec: parse raw records"),
-            Work::ParseCsv { .. } => write!(f, "WorkExec: parse CSV files"),
+            Work::CountLines => write!(f, "WorkExec: count line breaks"),
+            Work::ParseCsv { .. } => write!(f, "WorkExec: parse CSV splits"),
             Work::Probe => write!(f, "WorkExec: probe"),
         }
     }
@@ -209,6 +213,7 @@ async fn do_task(work: &Work, task: &str, ctx: &TaskContext) -> Result<String> {
         Work::ParseCsv { max_record_bytes } => {
             to_json(&parse::parse_csv(*max_record_bytes, &from_json(task)?, ctx).await?)
         }
+        Work::CountLines => to_json(&splits::count_newlines(&from_json(task)?, ctx).await?),
         Work::Probe => to_json(&Probe {
             task: from_json(task)?,
             pid: std::process::id(),

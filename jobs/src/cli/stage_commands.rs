@@ -96,7 +96,7 @@ fn args(flag: Flag) -> Vec<Arg> {
             .long("input")
             .value_name("DIR")
             .value_parser(clap::value_parser!(PathBuf))
-            .help("Directory with the seven CSV files (clients.csv, bank_transactions.csv, ...)")],
+            .help("Directory with the seven CSV files (clients.csv, bank_transactions.csv, ...): a local path, or a URL every executor reads (file:// on a shared file system, hdfs://, s3://); with --cluster a local path is uploaded to the warehouse's raw zone first")],
         Flag::Out => vec![Arg::new("out")
             .long("out")
             .value_name("DIR")

@@ -11,8 +11,8 @@
 //! bucketing, an SQL override) fails the stage with exit code 4 instead of passing as a
 //! duplicate.
 //!
-//! Parsing runs as tasks ([`ebroker_plans::parse`]): one per source CSV file, or one per raw
-//! file of the Kafka path — on the executors with `--cluster`, in-process otherwise; the
+//! Parsing runs as tasks ([`ebroker_plans::parse`]): one per byte-range split of each source
+//! CSV file ([`ebroker_plans::splits`]), or one per raw file of the Kafka path — on the executors with `--cluster`, in-process otherwise; the
 //! client sums their counts and runs the deduplication SQL.
 
 use std::collections::BTreeMap;
@@ -20,13 +20,15 @@ use std::path::Path;
 
 use ebroker_plans::parse::{add_counts, CsvParseTask, ParseResult, RawParseTask};
 use ebroker_plans::run::{run_tasks, Runner};
+use ebroker_plans::splits::{self, CountResult, CountTask};
 use ebroker_plans::work::Work;
 use serde::{Deserialize, Serialize};
 
 use super::{Flag, Stage, StageContext, StageReport};
+use crate::config::CleanConfig;
 use crate::engine::{first_row_u64, scalar_u64, Engine};
 use crate::error::{Error, Result};
-use crate::formats::csv::source_files;
+use crate::formats::csv::Split;
 use crate::formats::record::ParseCounts;
 use crate::schema::{Table, TABLES};
 use crate::sql::SqlLibrary;
@@ -35,6 +37,9 @@ use crate::tables::partitions::footer_rows;
 use crate::warehouse::commit::Commit;
 use crate::warehouse::{Warehouse, Zone};
 use crate::ProcessingDate;
+use sources::SourceFile;
+
+mod sources;
 
 /// Name of the stage in run state and staging paths.
 const STAGE: &str = "clean";
@@ -68,10 +73,10 @@ impl Stage for Clean {
     async fn run(&self, ctx: &StageContext) -> Result<StageReport> {
         let engine = ctx.engine().await?;
         let started = std::time::Instant::now();
-        let limit = ctx.config.clean.max_record_bytes;
+        let config = &ctx.config.clean;
         let report = match ctx.input.as_deref().filter(|_| !ctx.via_kafka) {
-            Some(input) => clean_csv_dir(engine, &ctx.warehouse, &ctx.sql, limit, input, ctx.date).await?,
-            None => clean_raw(engine, &ctx.warehouse, &ctx.sql, limit, ctx.date).await?,
+            Some(input) => clean_csv_dir(engine, &ctx.warehouse, &ctx.sql, config, input, ctx.date).await?,
+            None => clean_raw(engine, &ctx.warehouse, &ctx.sql, config.max_record_bytes, ctx.date).await?,
         };
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         let summary = format!(
@@ -158,42 +163,25 @@ impl CleanReport {
     }
 }
 
-/// Cleans the seven CSV files in `input` as processing date `date`; records over
-/// `max_record_bytes` are quarantined as too long.
+/// Cleans the seven CSV files in `input` (a local directory, or a directory URL every
+/// executor reads: [`sources`]) as processing date `date`, in splits of
+/// `config.split_bytes`; records over `config.max_record_bytes` are quarantined as too long.
 pub async fn clean_csv_dir(
     engine: &Engine,
     warehouse: &Warehouse,
     sql: &SqlLibrary,
-    max_record_bytes: usize,
+    config: &CleanConfig,
     input: &Path,
     date: ProcessingDate,
 ) -> Result<CleanReport> {
-    let files = source_files(input)?;
     warehouse.remove_all(&Warehouse::staging_root(STAGE, date)).await?;
-
-    let mut tasks = Vec::new();
-    for (table, path) in files {
-        let absolute = std::fs::canonicalize(&path).map_err(Error::io(&path))?;
-        let csv = url::Url::from_file_path(&absolute).map_err(|()| Error::Input {
-            path: absolute.display().to_string(),
-            message: "not an absolute path".into(),
-        })?;
-        tasks.push(CsvParseTask {
-            table: table.name.to_string(),
-            csv: csv.to_string(),
-            parsed: staged_file(warehouse, date, PARSED, table),
-            quarantine: staged_file(warehouse, date, Zone::Quarantine.dir(), table),
-        });
-    }
-    let bar = crate::progress::bar(tasks.len() as u64, "parse", "files");
-    let results: Vec<ParseResult> = run_tasks(
-        &Runner::Engine(engine),
-        Work::ParseCsv { max_record_bytes },
-        &tasks,
-        STAGE,
-        &bar,
-    )
-    .await?;
+    let files = sources::locate(engine, warehouse, input, date).await?;
+    let tasks = csv_parse_tasks(engine, warehouse, files, config.split_bytes, date).await?;
+    let bar = crate::progress::bar(tasks.len() as u64, "parse", "splits");
+    let work = Work::ParseCsv {
+        max_record_bytes: config.max_record_bytes,
+    };
+    let results: Vec<ParseResult> = run_tasks(&Runner::Engine(engine), work, &tasks, STAGE, &bar).await?;
     bar.finish_and_clear();
     let counts = TABLES
         .iter()
@@ -208,10 +196,57 @@ pub async fn clean_csv_dir(
     finish(engine, warehouse, sql, counts, date).await
 }
 
-/// The URL of the one staged `part` file (parsed or quarantine) of `table`.
-fn staged_file(warehouse: &Warehouse, date: ProcessingDate, part: &str, table: &Table) -> String {
+/// One parse task per split of each file, largest first (so the last task to start is a short
+/// one); the line breaks before each split are counted by tasks first.
+async fn csv_parse_tasks(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    files: Vec<SourceFile>,
+    split_bytes: u64,
+    date: ProcessingDate,
+) -> Result<Vec<CsvParseTask>> {
+    let mut cuts: Vec<(SourceFile, Vec<Split>)> = files
+        .into_iter()
+        .map(|file| {
+            let splits = splits::cut(file.size, split_bytes);
+            (file, splits)
+        })
+        .collect();
+    let count_tasks: Vec<CountTask> = cuts
+        .iter()
+        .flat_map(|(file, splits)| splits::count_tasks(file.url.as_str(), splits))
+        .collect();
+    if !count_tasks.is_empty() {
+        let bar = crate::progress::bar(count_tasks.len() as u64, "count", "splits");
+        let counts: Vec<CountResult> =
+            run_tasks(&Runner::Engine(engine), Work::CountLines, &count_tasks, STAGE, &bar).await?;
+        bar.finish_and_clear();
+        for (file, splits) in &mut cuts {
+            splits::number_splits(file.url.as_str(), splits, &counts)?;
+        }
+    }
+    let mut tasks = Vec::new();
+    for (file, splits) in cuts {
+        for (index, split) in splits.into_iter().enumerate() {
+            let bytes = split.end.min(file.size).saturating_sub(split.start);
+            let task = CsvParseTask {
+                table: file.table.name.to_string(),
+                csv: file.url.to_string(),
+                split,
+                parsed: staged_file(warehouse, date, PARSED, file.table, index),
+                quarantine: staged_file(warehouse, date, Zone::Quarantine.dir(), file.table, index),
+            };
+            tasks.push((bytes, task));
+        }
+    }
+    tasks.sort_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
+    Ok(tasks.into_iter().map(|(_, task)| task).collect())
+}
+
+/// The URL of the staged `part` file (parsed or quarantine) of split `index` of `table`.
+fn staged_file(warehouse: &Warehouse, date: ProcessingDate, part: &str, table: &Table, index: usize) -> String {
     let dir = Warehouse::staging(STAGE, date, part, table.name);
-    warehouse.url(&format!("{dir}part-0.parquet")).to_string()
+    warehouse.url(&format!("{dir}part-{index:05}.parquet")).to_string()
 }
 
 /// Cleans the raw zone of `date` (the Kafka messages `ingest` dumped), checking that every

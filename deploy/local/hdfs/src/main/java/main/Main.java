@@ -8,12 +8,13 @@
  * (nn0 standby, nn1 active, ConfiguredFailoverProxyProvider) and "observer" the original three
  * (nn1 observer, nn2 active, ObserverReadProxyProvider); it writes a small client conf dir
  * (conf/core-site.xml + conf/hdfs-site.xml) besides the full dump (minidfs-full.xml), copies
- * krb5.conf next to the keytab and writes an `env` file; router-based federation is dropped.
+ * krb5.conf next to the keytab and writes an `env` file; router-based federation is dropped;
+ * --host runs the plain cluster on another local address (see plainOnHost).
  *
- * Usage: main.Main --dir DIR [--port-base N] [--datanodes N] [--service] [feature ...]
+ * Usage: main.Main --dir DIR [--port-base N] [--datanodes N] [--host ADDR] [--service] [feature ...]
  * features: security [integrity|privacy [aes]] [data_transfer_encryption] [token]
  *           ha | observer | viewfs, ec
- * Ports: NameNode i listens for RPC on base+2i and HTTP on base+2i+1 (127.0.0.1);
+ * Ports: NameNode i listens for RPC on base+2i and HTTP on base+2i+1 (127.0.0.1, or ADDR);
  * DataNodes and the KDC (UDP) use ephemeral ports.
  */
 package main;
@@ -36,6 +37,8 @@ import java.util.TreeMap;
 import java.util.concurrent.CountDownLatch;
 
 import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.FileUtil;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.fs.permission.FsPermission;
 import org.apache.hadoop.hdfs.DistributedFileSystem;
@@ -43,6 +46,9 @@ import org.apache.hadoop.hdfs.HdfsConfiguration;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
 import org.apache.hadoop.hdfs.MiniDFSNNTopology;
 import org.apache.hadoop.hdfs.client.HdfsClientConfigKeys;
+import org.apache.hadoop.hdfs.server.datanode.DataNode;
+import org.apache.hadoop.hdfs.server.namenode.NameNode;
+import org.apache.hadoop.metrics2.lib.DefaultMetricsSystem;
 import org.apache.hadoop.hdfs.security.token.delegation.DelegationTokenIdentifier;
 import org.apache.hadoop.io.Text;
 import org.apache.hadoop.minikdc.MiniKdc;
@@ -65,9 +71,11 @@ public class Main {
         int portBase = 9000;
         int numDataNodes = 3;
         boolean service = false;
+        String host = "127.0.0.1";
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--dir": dir = new File(args[++i]); break;
+                case "--host": host = args[++i]; break;
                 case "--port-base": portBase = Integer.parseInt(args[++i]); break;
                 case "--datanodes": numDataNodes = Integer.parseInt(args[++i]); break;
                 case "--service": service = true; break;
@@ -79,6 +87,13 @@ public class Main {
         }
         dir = dir.getAbsoluteFile();
         dir.mkdirs();
+        if (!host.equals("127.0.0.1")) {
+            if (!flags.isEmpty()) {
+                throw new IllegalArgumentException("--host " + host + " is for the plain cluster only, not with " + flags);
+            }
+            plainOnHost(host, dir, portBase, numDataNodes, service);
+            return;
+        }
         File keytab = new File(dir, "hdfs.keytab");
         File tokenFile = new File(dir, "delegation_token");
         MiniKdc kdc = null;
@@ -252,6 +267,97 @@ public class Main {
 
         BufferedReader reader = new BufferedReader(new InputStreamReader(System.in));
         reader.readLine();
+        shutdown.run();
+        closed.await();
+    }
+
+    /**
+     * The plain cluster (one NameNode, numDataNodes DataNodes, no security) with every server
+     * bound to and advertising {@code host} instead of 127.0.0.1, e.g. the address of a bridge
+     * that Linux network namespaces reach (deploy/local/netns.sh). MiniDFSCluster writes
+     * 127.0.0.1 into the NameNode and DataNode addresses itself, so this starts the same
+     * daemons directly, with MiniDFSCluster's test settings that matter here: no safe-mode
+     * extension, metrics in mini-cluster mode (several DataNodes in one JVM). Clients reach the
+     * DataNodes at the address they registered from (host: the NameNode is there), each on
+     * its own ephemeral transfer port on host.
+     */
+    static void plainOnHost(String host, File dir, int portBase, int numDataNodes, boolean service)
+            throws Exception {
+        DefaultMetricsSystem.setMiniClusterMode(true);
+        File data = new File(dir, "data");
+        FileUtil.fullyDelete(data);
+        data.mkdirs();
+        String defaultFs = "hdfs://" + host + ":" + portBase;
+        HdfsConfiguration conf = new HdfsConfiguration();
+        conf.set("dfs.blocksize", "16777216"); // 16 MiB instead of 128 MiB
+        conf.setInt("dfs.replication", Math.min(3, numDataNodes));
+        conf.set(FS_DEFAULT_NAME_KEY, defaultFs);
+        conf.set(DFSConfigKeys.DFS_NAMENODE_RPC_ADDRESS_KEY, host + ":" + portBase);
+        conf.set(DFSConfigKeys.DFS_NAMENODE_HTTP_ADDRESS_KEY, host + ":" + (portBase + 1));
+        conf.set(DFSConfigKeys.DFS_NAMENODE_NAME_DIR_KEY, new File(data, "name").toURI().toString());
+        conf.setInt(DFSConfigKeys.DFS_NAMENODE_SAFEMODE_EXTENSION_KEY, 0);
+        // The DataNodes register from host, which need not reverse-resolve to a name.
+        conf.setBoolean(DFSConfigKeys.DFS_NAMENODE_DATANODE_REGISTRATION_IP_HOSTNAME_CHECK_KEY, false);
+        conf.set("hadoop.tmp.dir", new File(data, "tmp").getPath());
+        NameNode.format(conf);
+        final NameNode nn = NameNode.createNameNode(new String[0], conf);
+        final List<DataNode> dns = new ArrayList<>();
+        for (int i = 0; i < numDataNodes; i++) {
+            HdfsConfiguration dnConf = new HdfsConfiguration(conf);
+            File dnDir = new File(data, "data" + (i + 1));
+            dnDir.mkdirs();
+            dnConf.set(DFSConfigKeys.DFS_DATANODE_DATA_DIR_KEY, dnDir.toURI().toString());
+            dnConf.set(DFSConfigKeys.DFS_DATANODE_ADDRESS_KEY, host + ":0");
+            dnConf.set(DFSConfigKeys.DFS_DATANODE_HTTP_ADDRESS_KEY, host + ":0");
+            dnConf.set(DFSConfigKeys.DFS_DATANODE_IPC_ADDRESS_KEY, host + ":0");
+            dnConf.set(DFSConfigKeys.DFS_DATANODE_HOST_NAME_KEY, host);
+            dns.add(DataNode.createDataNode(new String[0], dnConf));
+        }
+        long deadline = System.currentTimeMillis() + 120_000;
+        while (nn.getNamesystem().getNumLiveDataNodes() < numDataNodes || nn.isInSafeMode()
+                || !dns.stream().allMatch(DataNode::isDatanodeFullyStarted)) {
+            if (System.currentTimeMillis() > deadline) {
+                throw new IllegalStateException("after 120 s: " + nn.getNamesystem().getNumLiveDataNodes()
+                    + " live DataNodes of " + numDataNodes + ", safe mode " + nn.isInSafeMode());
+            }
+            Thread.sleep(100);
+        }
+        try (FileSystem fs = FileSystem.newInstance(new java.net.URI(defaultFs), conf)) {
+            fs.setPermission(new Path("/"), new FsPermission((short) 0777));
+        }
+        try (OutputStream os = new FileOutputStream(new File(dir, "minidfs-full.xml"))) {
+            conf.writeXml(os);
+        }
+        File confDir = new File(dir, "conf");
+        confDir.mkdirs();
+        writeClientConf(conf, confDir);
+        writeEnv(dir, confDir, defaultFs, portBase, null, null, null, null, new HashSet<>());
+
+        final CountDownLatch closed = new CountDownLatch(1);
+        Runnable shutdown = () -> {
+            for (DataNode dn : dns) {
+                try {
+                    dn.shutdown();
+                } catch (Throwable t) {
+                    t.printStackTrace();
+                }
+            }
+            try {
+                nn.stop();
+            } catch (Throwable t) {
+                t.printStackTrace();
+            }
+            closed.countDown();
+        };
+        System.out.println("Ready!");
+        System.out.flush();
+        if (service) {
+            Runtime.getRuntime().addShutdownHook(new Thread(shutdown, "minidfs-shutdown"));
+            while (true) {
+                Thread.sleep(Long.MAX_VALUE);
+            }
+        }
+        new BufferedReader(new InputStreamReader(System.in)).readLine();
         shutdown.run();
         closed.await();
     }
