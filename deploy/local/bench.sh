@@ -2,6 +2,7 @@
 # Benchmark of the batch stages (not a timed test): rows/s and peak RSS per stage at scale.
 #
 #   deploy/local/bench.sh [CLIENTS]      # default 500000 clients (~4.9M rows, ~340 MiB CSV)
+#   BENCH_SKIP_HDFS=1 deploy/local/bench.sh 5000000   # at scale, without the HDFS run
 #
 # Builds the release binary, then runs, each as its own process so peak RSS is per stage:
 # generate, clean, and the whole DAG clean -> segment -> offers -> analytics (`run --input`),
@@ -48,10 +49,18 @@ trap cleanup EXIT
 source deploy/local/cpu-share.sh
 run_with_cpu_share "cluster run" \
   "$BIN" --cluster df://127.0.0.1:50050 --warehouse "$WORK/wh-cluster" run --input "file://$WORK/src" --date "$DATE" | tee "$WORK/cluster.txt"
+# A local --input on a cluster is uploaded to the warehouse's raw zone first (executors may not
+# share the client's disk): the client's cost of that copy.
+run_with_cpu_share "cluster clean, local input uploaded" \
+  "$BIN" --cluster df://127.0.0.1:50050 --warehouse "$WORK/wh-upload" clean --input "$WORK/src" --date "$DATE" | tail -1
 dag_seconds() { awk '$1 ~ /^(clean|segment|offers|analytics)$/ && $2 == "succeeded" { s += $4 } END { printf "%.2f", s }' "$1"; }
 L="$(dag_seconds "$WORK/local.txt")"; C="$(dag_seconds "$WORK/cluster.txt")"
 echo "clean -> analytics: in-process ${L} s, cluster ${C} s, ratio $(awk -v c="$C" -v l="$L" 'BEGIN { printf "%.2f", c / l }')"
 
+if [ "${BENCH_SKIP_HDFS:-0}" = 1 ]; then
+  echo "== (BENCH_SKIP_HDFS=1: no HDFS run)"
+  exit 0
+fi
 echo "== the same DAG in-process with the warehouse on HDFS (deploy/local/hdfs.sh plain; issue 16: <= 1.5x file://)"
 export EBROKER_HDFS_DIR="$WORK/hdfs"
 deploy/local/hdfs.sh start plain
