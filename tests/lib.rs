@@ -440,3 +440,52 @@ pub async fn warehouse_digest(root: &str) -> BTreeMap<String, PartitionDigest> {
     }
     digests
 }
+
+/// A child process killed when the test ends.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP port free on 127.0.0.1 now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `ebroker serve` on `port` with `args` (flags of serve, or `--set` pairs), once it listens;
+/// its /metrics endpoint is off unless `args` set `serve.metrics_port`.
+pub async fn start_server(wh: &TestWarehouse, port: u16, args: &[&str]) -> Server {
+    let child = std::process::Command::new(ebroker_binary())
+        .args([
+            "--warehouse",
+            &wh.config.warehouse.root,
+            "serve",
+            "--port",
+            &port.to_string(),
+        ])
+        .args(args)
+        .env_remove("EBROKER_SERVE__TOKEN")
+        .env("EBROKER_SERVE__METRICS_PORT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ebroker serve did not listen on {port}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server
+}

@@ -90,11 +90,13 @@ export EBROKER_TEST_CLICKHOUSE="http://127.0.0.1:${EBROKER_CH_HTTP_PORT:-18123}"
 clickhouse_ny start
 export EBROKER_TEST_CLICKHOUSE_NY="http://127.0.0.1:$EBROKER_CH_NY_HTTP_PORT"
 
-# The stock Python Flight SQL client (ADBC) that the Flight SQL test drives.
+# The stock Python Flight SQL client (ADBC) that the Flight SQL test drives, and the
+# Prometheus client that parses the run metrics.
 VENV="${EBROKER_VENV:-$HOME/.cache/ebroker/venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -c "import adbc_driver_flightsql, pyarrow" 2>/dev/null \
-  || "$VENV/bin/pip" install -q "adbc-driver-flightsql==1.13.0" "adbc-driver-manager==1.13.0" pyarrow
+"$VENV/bin/python" -c "import adbc_driver_flightsql, pyarrow, prometheus_client" 2>/dev/null \
+  || "$VENV/bin/pip" install -q "adbc-driver-flightsql==1.13.0" "adbc-driver-manager==1.13.0" pyarrow \
+    "prometheus-client==0.26.0"
 export EBROKER_TEST_PYTHON="$VENV/bin/python"
 # Spark 3.5 (bundles its Hadoop client) for reading the warehouse back, in a venv of its own.
 SPARK_VENV="${EBROKER_SPARK_VENV:-$HOME/.cache/ebroker/spark-venv}"
@@ -104,6 +106,13 @@ export EBROKER_TEST_SPARK_PYTHON="$SPARK_VENV/bin/python"
 
 echo "== running tests ($(date -u +%H:%M:%S))"
 cargo test --release "${FEATURES[@]}" "$@"
+
+# The daily DAG on real Airflow 3 (apache-airflow from PyPI, dag.test()) against the services
+# above. Skipped, like fuzzing, when only some tests were asked for.
+if [ "$#" -eq 0 ]; then
+  echo "== testing the Airflow DAG ($(date -u +%H:%M:%S))"
+  deploy/airflow/test.sh
+fi
 
 # The coverage-guided fuzz targets of the record formats, briefly (a longer run:
 # deploy/local/fuzz.sh 3600). Skipped when only some tests were asked for.

@@ -13,4 +13,5 @@ mod kafka;
 mod netns;
 mod pipeline;
 mod rules;
+mod runs;
 mod sql;

@@ -5,12 +5,12 @@
 //! catalog, its refusal of every statement that is not a query, its credentials and its
 //! bounds on time and concurrency.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use chrono::NaiveDate;
-use ebroker_integration::{ebroker_binary, service, TestWarehouse};
+use ebroker_integration::{ebroker_binary, free_port, service, start_server, TestWarehouse};
 use ebroker_integration::{run, RunOptions};
 use futures::TryStreamExt;
 
@@ -133,48 +133,6 @@ async fn sql_answers_over_every_zone_in_every_format() {
     );
     let missing = sql(&wh, &["-e", "SELECT * FROM cleaned.no_such_table"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no_such_table"));
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `ebroker serve` on `port` with `args` (flags of serve, or `--set` pairs), once it listens.
-async fn start_server(wh: &TestWarehouse, port: u16, args: &[&str]) -> Server {
-    let child = Command::new(ebroker_binary())
-        .args([
-            "--warehouse",
-            &wh.config.warehouse.root,
-            "serve",
-            "--port",
-            &port.to_string(),
-        ])
-        .args(args)
-        .env_remove("EBROKER_SERVE__TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "ebroker serve did not listen on {port}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    server
 }
 
 #[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]

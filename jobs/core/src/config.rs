@@ -57,6 +57,9 @@ pub struct ServeConfig {
     pub query_memory_limit: String,
     /// Queries that may run at once (1 to 1024); one more is refused.
     pub max_concurrent_queries: usize,
+    /// Port of the plain-HTTP `/metrics` endpoint (the run history in Prometheus' text format)
+    /// on `host`, behind the same token; 0 = none.
+    pub metrics_port: u16,
 }
 
 impl ServeConfig {
@@ -89,6 +92,12 @@ impl ServeConfig {
             return Err(Error::Config(format!(
                 "serve.query_timeout_secs = {} is outside 1..86400; use e.g. 300",
                 self.query_timeout_secs
+            )));
+        }
+        if self.metrics_port != 0 && self.metrics_port == self.port {
+            return Err(Error::Config(format!(
+                "serve.metrics_port = {} is serve.port too; give /metrics a port of its own (e.g. 50071) or 0 for none",
+                self.metrics_port
             )));
         }
         if !(1..=1024).contains(&self.max_concurrent_queries) {

@@ -75,6 +75,16 @@ pub struct ServeSettings {
 }
 
 impl ServeSettings {
+    /// The address Flight SQL listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The bearer token clients must send, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// Resolves `config` (checked by `Config::load`): reads the token file and the TLS files,
     /// and refuses a non-loopback address without a token.
     pub fn from_config(config: &ServeConfig) -> Result<ServeSettings> {
@@ -271,7 +281,7 @@ fn bounded(flight: DoGetStream, deadline: Instant, limit: Duration, slot: OwnedS
 /// Whether `sent` equals `token`, in a time that depends on the length of `sent` only: every
 /// byte of it is compared (with the token repeated to its length) and the length check is
 /// folded in, so neither a wrong length nor the first wrong byte ends the comparison early.
-fn same_token(sent: &[u8], token: &[u8]) -> bool {
+pub(crate) fn same_token(sent: &[u8], token: &[u8]) -> bool {
     let padded: Vec<u8> = token.iter().copied().cycle().take(sent.len()).collect();
     let same_length = sent.len().ct_eq(&token.len());
     (sent.ct_eq(padded.as_slice()) & same_length).into()

@@ -4,8 +4,10 @@
 
 pub mod catalog;
 pub mod flight;
+pub mod metrics_endpoint;
 pub mod operator;
 pub mod rule_tests;
+pub mod runs;
 pub mod shell;
 pub mod stage_commands;
 
@@ -107,6 +109,34 @@ pub enum Command {
     /// Show or check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The history of the daily runs in the warehouse (`_runs/`): every date, one date stage by
+    /// stage, or the history as Prometheus metrics.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Every date with a run: status, stages that succeeded, seconds, rows read, records
+    /// quarantined, peak memory.
+    List {
+        /// Only dates on or after this one.
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+        since: Option<ProcessingDate>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
+    /// One date: each stage's status, attempts, seconds, rows, peak memory and error, and the
+    /// records clean quarantined, by table and reason.
+    Show {
+        #[arg(value_name = "YYYY-MM-DD", value_parser = parse_date)]
+        date: ProcessingDate,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
+    /// The history in Prometheus' text format: what `ebroker run` writes to
+    /// `_runs/metrics.prom` and `ebroker serve` serves at /metrics.
+    Metrics,
 }
 
 /// How result tables are printed.
@@ -290,6 +320,7 @@ async fn run_command(global: &GlobalArgs, command: Command) -> Result<()> {
             Ok(())
         }
         Command::Jobs(command) => jobs(&config, command).await,
+        Command::Runs(command) => runs::runs(&config, command).await,
         Command::Report(args) => {
             let date = args.date.date.unwrap_or_else(ProcessingDate::today);
             let sql = crate::sql::SqlLibrary::new(config.sql.override_dir());
@@ -318,6 +349,11 @@ async fn run_command(global: &GlobalArgs, command: Command) -> Result<()> {
         Command::Serve(_) => {
             let settings = flight::ServeSettings::from_config(&config.serve)?;
             let (engine, warehouse) = open(&config).await?;
+            if config.serve.metrics_port != 0 {
+                let address = std::net::SocketAddr::new(settings.address().ip(), config.serve.metrics_port);
+                let token = settings.token().map(str::to_string);
+                metrics_endpoint::start(address, warehouse.clone(), token).await?;
+            }
             let service = flight::WarehouseFlightSql::new(engine, &warehouse, &settings).await?;
             flight::serve(service, settings).await
         }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::Utc;
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -17,6 +18,9 @@ use crate::retry::{retry, Backoff};
 use crate::stages::{registry, Stage, StageContext};
 use crate::warehouse::Warehouse;
 use crate::ProcessingDate;
+
+pub mod history;
+pub mod metrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -149,6 +153,30 @@ pub fn state_file(date: ProcessingDate) -> String {
 /// Runs the DAG for `ctx.date`. The returned state is also in `_runs/D/state.json`; a failed
 /// stage makes this return its error after the state is saved.
 pub async fn run(ctx: &mut StageContext, options: &RunOptions) -> Result<RunState> {
+    let result = run_stages(ctx, options).await;
+    write_metrics(&ctx.warehouse).await;
+    result
+}
+
+/// Rewrites `_runs/metrics.prom` from the whole history. A failure is logged, not raised: the
+/// day's data does not depend on it.
+async fn write_metrics(warehouse: &Warehouse) {
+    let written = async {
+        let days = history::load(warehouse, None).await?;
+        let text = metrics::exposition(&days);
+        warehouse
+            .store()
+            .put(&warehouse.path(metrics::METRICS_FILE), text.into_bytes().into())
+            .await
+            .map_err(Error::storage(warehouse.url(metrics::METRICS_FILE).to_string()))?;
+        Ok::<_, Error>(())
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(error = %e, "could not write {}", metrics::METRICS_FILE);
+    }
+}
+
+async fn run_stages(ctx: &mut StageContext, options: &RunOptions) -> Result<RunState> {
     let date = ctx.date;
     let previous: Option<RunState> = ctx.warehouse.read_json(&state_file(date)).await?;
     let mut state = RunState::new(date, previous.filter(|_| options.resume));
