@@ -2,7 +2,8 @@
 # Benchmark of the batch stages (not a timed test): rows/s and peak RSS per stage at scale.
 #
 #   deploy/local/bench.sh [CLIENTS]      # default 500000 clients (~4.9M rows, ~340 MiB CSV)
-#   BENCH_SKIP_HDFS=1 deploy/local/bench.sh 5000000   # at scale, without the HDFS run
+#   BENCH_AT_SCALE=1 BENCH_SKIP_HDFS=1 deploy/local/bench.sh 5000000   # the DAG in-process and
+#                                        # on the cluster only
 #
 # Builds the release binary, then runs, each as its own process so peak RSS is per stage:
 # generate, clean, and the whole DAG clean -> segment -> offers -> analytics (`run --input`),
@@ -24,17 +25,23 @@ mkdir -p "$WORK"
 echo "== $CLIENTS clients in $WORK"
 "$BIN" generate --clients "$CLIENTS" --seed 1 --dirty 0.02 --date "$DATE" --out "$WORK/src" | tail -1
 du -sh "$WORK/src"
-"$BIN" --warehouse "$WORK/wh-clean" clean --input "$WORK/src" --date "$DATE" | tail -1
+# BENCH_AT_SCALE=1 (for millions of clients) skips the lone clean, the analyst's query and the
+# upload run.
+[ "${BENCH_AT_SCALE:-0}" = 1 ] || "$BIN" --warehouse "$WORK/wh-clean" clean --input "$WORK/src" --date "$DATE" | tail -1
 "$BIN" --warehouse "$WORK/wh-dag" run --input "$WORK/src" --date "$DATE" | tee "$WORK/local.txt"
 
-echo "== an analyst's query over the marts, in-process (issue 8: < 1 s at 500k clients)"
-/usr/bin/time -f "query: %e s wall including start-up and catalog discovery, peak RSS %M KB" \
-  "$BIN" --warehouse "$WORK/wh-dag" sql --format csv -e "
-    SELECT o.combined_segment, c.city, count(*) AS offers, sum(o.expected_revenue) AS expected_revenue
-    FROM marts.targeted_offers o
-    JOIN marts.client_segmentation c ON c.client_id = o.client_id AND c.processing_date = o.processing_date
-    WHERE o.processing_date = DATE '$DATE'
-    GROUP BY o.combined_segment, c.city ORDER BY expected_revenue DESC LIMIT 5"
+# At 5M clients this join of 15M offers with 5M clients exceeds the default 512 MiB budget
+# (measured: "Resources exhausted"); BENCH_AT_SCALE=1 skips it.
+if [ "${BENCH_AT_SCALE:-0}" != 1 ]; then
+  echo "== an analyst's query over the marts, in-process (issue 8: < 1 s at 500k clients)"
+  /usr/bin/time -f "query: %e s wall including start-up and catalog discovery, peak RSS %M KB" \
+    "$BIN" --warehouse "$WORK/wh-dag" sql --format csv -e "
+      SELECT o.combined_segment, c.city, count(*) AS offers, sum(o.expected_revenue) AS expected_revenue
+      FROM marts.targeted_offers o
+      JOIN marts.client_segmentation c ON c.client_id = o.client_id AND c.processing_date = o.processing_date
+      WHERE o.processing_date = DATE '$DATE'
+      GROUP BY o.combined_segment, c.city ORDER BY expected_revenue DESC LIMIT 5"
+fi
 
 echo "== the same DAG on the local Ballista cluster (scheduler + 2 executors, same 2 cores; the"
 echo "   input as a file:// URL, read in place by the executors: they share this disk)"
@@ -51,7 +58,7 @@ run_with_cpu_share "cluster run" \
   "$BIN" --cluster df://127.0.0.1:50050 --warehouse "$WORK/wh-cluster" run --input "file://$WORK/src" --date "$DATE" | tee "$WORK/cluster.txt"
 # A local --input on a cluster is uploaded to the warehouse's raw zone first (executors may not
 # share the client's disk): the client's cost of that copy.
-run_with_cpu_share "cluster clean, local input uploaded" \
+[ "${BENCH_AT_SCALE:-0}" = 1 ] || run_with_cpu_share "cluster clean, local input uploaded" \
   "$BIN" --cluster df://127.0.0.1:50050 --warehouse "$WORK/wh-upload" clean --input "$WORK/src" --date "$DATE" | tail -1
 dag_seconds() { awk '$1 ~ /^(clean|segment|offers|analytics)$/ && $2 == "succeeded" { s += $4 } END { printf "%.2f", s }' "$1"; }
 L="$(dag_seconds "$WORK/local.txt")"; C="$(dag_seconds "$WORK/cluster.txt")"

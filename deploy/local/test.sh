@@ -37,6 +37,11 @@ if grep -E '^(warning|error)(\[|:)' "$LOG_DIR/build.log" "$LOG_DIR/tests.log"; t
   exit 1
 fi
 
+# The deployment files (compose, Kubernetes, systemd, Dockerfile), checked without an engine
+# or a cluster (deploy/README.md says what that leaves unchecked).
+echo "== checking deploy/ ($(date -u +%H:%M:%S))"
+deploy/check.sh
+
 echo "== starting services on 127.0.0.1"
 export EBROKER_CLUSTER_DIR="${EBROKER_CLUSTER_DIR:-$(mktemp -d /tmp/ebroker-cluster.XXXXXX)}"
 export EBROKER_KAFKA_DIR="${EBROKER_KAFKA_DIR:-$(mktemp -d /tmp/ebroker-kafka.XXXXXX)}"
@@ -98,6 +103,9 @@ VENV="${EBROKER_VENV:-$HOME/.cache/ebroker/venv}"
   || "$VENV/bin/pip" install -q "adbc-driver-flightsql==1.13.0" "adbc-driver-manager==1.13.0" pyarrow \
     "prometheus-client==0.26.0"
 export EBROKER_TEST_PYTHON="$VENV/bin/python"
+# Headless Chromium (Debian's) renders the HTML run report.
+command -v chromium >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+export EBROKER_TEST_CHROMIUM="$(command -v chromium)"
 # Spark 3.5 (bundles its Hadoop client) for reading the warehouse back, in a venv of its own.
 SPARK_VENV="${EBROKER_SPARK_VENV:-$HOME/.cache/ebroker/spark-venv}"
 [ -x "$SPARK_VENV/bin/python" ] || python3 -m venv "$SPARK_VENV"

@@ -22,6 +22,7 @@ pub use ebroker_core::{Error, ProcessingDate, Result};
 pub use ebroker_plans as plans;
 
 pub mod cli;
+pub mod report;
 pub mod runner;
 pub mod sinks;
 pub mod sources;

@@ -185,3 +185,145 @@ async fn metrics_of_the_runs_parse_and_carry_the_runs_numbers() {
     let served = curl(&["-H", "Authorization: Bearer t0ken", &url]);
     assert_eq!(parse_with_prometheus_client(&served), samples);
 }
+
+/// The bars of the chart `id` in a page: (label, value) in drawing order.
+fn bars(page: &str, id: &str) -> Vec<(String, f64)> {
+    let start = page
+        .find(&format!("data-chart=\"{id}\""))
+        .unwrap_or_else(|| panic!("no chart {id} in the page"));
+    let chart = &page[start..start + page[start..].find("</svg>").expect("the chart ends")];
+    let attribute = |rest: &str, name: &str| -> (String, usize) {
+        let at = rest.find(&format!("{name}=\"")).expect("an attribute") + name.len() + 2;
+        let end = at + rest[at..].find('"').unwrap();
+        (rest[at..end].replace("&amp;", "&"), end)
+    };
+    let mut found = Vec::new();
+    let mut rest = chart;
+    while rest.contains("data-label=\"") {
+        let (label, end) = attribute(rest, "data-label");
+        let (value, end2) = attribute(&rest[end..], "data-value");
+        found.push((label, value.parse().expect("a number")));
+        rest = &rest[end + end2..];
+    }
+    found
+}
+
+/// `ebroker sql` of `query` as (first column, second column as a number) rows.
+fn sql_pairs(wh: &TestWarehouse, query: &str) -> Vec<(String, f64)> {
+    let out = runs_like(wh, &["sql", "--format", "csv", "-e", query]);
+    out.lines()
+        .skip(1)
+        .map(|line| {
+            let (label, value) = line.rsplit_once(',').expect("two columns");
+            (label.to_string(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+fn runs_like(wh: &TestWarehouse, args: &[&str]) -> String {
+    stdout(succeeded(ebroker_command(&wh.config.warehouse.root).args(args)))
+}
+
+fn assert_same_bars(mut page: Vec<(String, f64)>, mut expected: Vec<(String, f64)>, chart: &str) {
+    page.sort_by(|a, b| a.0.cmp(&b.0));
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(page.len(), expected.len(), "{chart}: {page:?} vs {expected:?}");
+    assert!(!page.is_empty(), "{chart} has bars");
+    for ((a, x), (b, y)) in page.iter().zip(&expected) {
+        assert_eq!(a, b, "{chart}");
+        assert!((x - y).abs() <= 1e-6 * y.abs().max(1.0), "{chart} {a}: {x} vs {y}");
+    }
+}
+
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_renders_in_chromium_with_the_numbers_of_the_marts() {
+    let chromium = service("EBROKER_TEST_CHROMIUM");
+    let wh = two_days().await;
+    let day = DAYS[1];
+    let written = runs_like(&wh, &["report", "--html", "--date", day]);
+    let file = wh.warehouse.local_dir(&format!("_runs/{day}/report.html")).unwrap();
+    assert!(written.contains("report.html"), "{written}");
+    let page = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !page.contains("http://") && !page.contains("https://") && !page.contains("<script"),
+        "self-contained"
+    );
+    let url = url::Url::from_file_path(&file).unwrap();
+    let headless = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--user-data-dir=/tmp/ebroker-chromium",
+    ];
+    let dom = stdout(succeeded(
+        Command::new(&chromium)
+            .args(headless)
+            .args(["--dump-dom", url.as_str()]),
+    ));
+    for chart in [
+        "segments",
+        "combined_segments",
+        "offers_by_type",
+        "top_clients",
+        "quarantine",
+        "run_seconds",
+        "run_memory",
+    ] {
+        assert!(
+            dom.contains(&format!("data-chart=\"{chart}\"")),
+            "chromium sees chart {chart}"
+        );
+    }
+    let date = format!("processing_date = DATE '{day}'");
+    assert_same_bars(
+        bars(&dom, "segments"),
+        sql_pairs(
+            &wh,
+            &format!("SELECT segment, count(*) FROM marts.client_segmentation WHERE {date} GROUP BY segment"),
+        ),
+        "segments",
+    );
+    assert_same_bars(
+        bars(&dom, "combined_segments"),
+        sql_pairs(
+            &wh,
+            &format!("SELECT combined_segment, count(*) FROM marts.marketing_clients WHERE {date} GROUP BY 1"),
+        ),
+        "combined_segments",
+    );
+    assert_same_bars(
+        bars(&dom, "offers_by_type"),
+        sql_pairs(
+            &wh,
+            &format!("SELECT offer_type, sum(expected_revenue) FROM marts.targeted_offers WHERE {date} GROUP BY 1"),
+        ),
+        "offers_by_type",
+    );
+    let report = quality(&wh, day).await;
+    let quarantined: Vec<(String, f64)> = report
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.quarantined_by_reason
+                .iter()
+                .map(|(r, n)| (format!("{}: {r}", t.table), *n as f64))
+        })
+        .collect();
+    assert_same_bars(bars(&dom, "quarantine"), quarantined, "quarantine");
+    assert_eq!(bars(&dom, "run_seconds").len(), DAYS.len(), "one bar per run");
+
+    let screenshot = wh.dir.path().join("report.png");
+    let shot = format!("--screenshot={}", screenshot.display());
+    succeeded(
+        Command::new(&chromium)
+            .args(headless)
+            .args([shot.as_str(), "--window-size=1000,3000", url.as_str()]),
+    );
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a screenshot of {} bytes",
+        png.len()
+    );
+}

@@ -29,7 +29,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::work::task_store;
+use crate::task_files::task_store;
 
 /// Name of the stage in errors.
 const STAGE: &str = "ingest";

@@ -13,4 +13,5 @@ pub mod kafka;
 pub mod parse;
 pub mod run;
 pub mod splits;
+pub mod task_files;
 pub mod work;

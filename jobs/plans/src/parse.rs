@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use crate::splits::open_from;
-use crate::work::task_store;
+use crate::task_files::task_store;
 
 /// Messages per batch read from a raw file: 1,024 messages of up to 1 MiB (Kafka's default
 /// limit) stay within one Arrow binary array (2 GiB) and a bounded memory.

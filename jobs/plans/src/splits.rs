@@ -16,7 +16,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::work::task_store;
+use crate::task_files::task_store;
 
 /// One count task: the line breaks in bytes `start..end` of the file `csv` (a URL).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -25,10 +25,7 @@ use datafusion::physical_plan::{
 use ebroker_core::config::KafkaConfig;
 use ebroker_core::error::{Error, Result};
 use futures::StreamExt;
-use object_store::path::Path as StorePath;
-use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
-use url::Url;
 
 use crate::{kafka, parse, splits};
 
@@ -233,16 +230,4 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T>
         stage: "plan".into(),
         message: format!("a task does not parse ({e}): {text}"),
     })
-}
-
-/// The store and path of `url` in the task's runtime.
-pub(crate) fn task_store(ctx: &TaskContext, url: &str) -> Result<(Arc<dyn ObjectStore>, StorePath)> {
-    let parsed = Url::parse(url).map_err(|e| Error::Config(format!("bad task file URL {url}: {e}")))?;
-    let store = ctx
-        .runtime_env()
-        .object_store_registry
-        .get_store(&parsed)
-        .map_err(Error::engine(format!("opening the store of {url}")))?;
-    let path = StorePath::from_url_path(parsed.path()).map_err(|e| Error::Config(format!("bad path in {url}: {e}")))?;
-    Ok((store, path))
 }

@@ -24,6 +24,7 @@ use crate::runner::{RunOptions, RunState};
 use crate::stages::{by_name, StageContext};
 use crate::warehouse::Warehouse;
 use crate::ProcessingDate;
+use object_store::ObjectStoreExt;
 use stage_commands::{parse_date, StageInvocation};
 
 /// ebroker — the bank's client-segmentation pipeline without YARN or Spark.
@@ -182,6 +183,13 @@ pub struct ReportArgs {
     /// How to print the reports.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+    /// Instead, write the run report of the date as one self-contained HTML page with charts
+    /// (segments, offers, top clients, data quality, recent runs), from the warehouse.
+    #[arg(long)]
+    pub html: bool,
+    /// Where --html writes the page (default: _runs/D/report.html in the warehouse).
+    #[arg(long, short = 'o', value_name = "FILE", requires = "html")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -321,6 +329,7 @@ async fn run_command(global: &GlobalArgs, command: Command) -> Result<()> {
         }
         Command::Jobs(command) => jobs(&config, command).await,
         Command::Runs(command) => runs::runs(&config, command).await,
+        Command::Report(args) if args.html => html_report(&config, args).await,
         Command::Report(args) => {
             let date = args.date.date.unwrap_or_else(ProcessingDate::today);
             let sql = crate::sql::SqlLibrary::new(config.sql.override_dir());
@@ -359,6 +368,30 @@ async fn run_command(global: &GlobalArgs, command: Command) -> Result<()> {
         }
         Command::Run(args) => run(config, args).await,
     }
+}
+
+/// `ebroker report --html`: the page of the date, into `-o FILE` or the warehouse.
+async fn html_report(config: &Config, args: ReportArgs) -> Result<()> {
+    let date = args.date.date.unwrap_or_else(ProcessingDate::today);
+    let (engine, warehouse) = open(config).await?;
+    let sql = crate::sql::SqlLibrary::new(config.sql.override_dir());
+    let page = crate::report::render(&engine, &warehouse, &sql, date).await?;
+    match args.output {
+        Some(file) => {
+            std::fs::write(&file, page).map_err(Error::io(&file))?;
+            println!("wrote {}", file.display());
+        }
+        None => {
+            let relative = Warehouse::run_file(date, "report.html");
+            warehouse
+                .store()
+                .put(&warehouse.path(&relative), page.into_bytes().into())
+                .await
+                .map_err(Error::storage(warehouse.url(&relative).to_string()))?;
+            println!("wrote {}", warehouse.url(&relative));
+        }
+    }
+    Ok(())
 }
 
 /// `--clients/--seed/--dirty` of `ebroker run`, as configuration overrides.
