@@ -6,6 +6,8 @@
 #   deploy/local/cluster.sh status   # processes and the scheduler's view of executors
 #   deploy/local/cluster.sh stop     # SIGTERM, then SIGKILL after 10 s
 #
+# Executors run with --memory-pool-size=0 so that ebroker's engine.memory_limit is their
+# budget (any other value makes Ballista install its own pool, 70% of host memory by default).
 # Failure detection is tuned for tests and demos: executors heartbeat every 3 s, a silent
 # executor is declared dead after 10 s, and with no executor left running jobs fail after 10 s.
 # Ports: scheduler 50050 (gRPC + REST API + /api/metrics); executor A 50051/50052/50053
@@ -44,10 +46,10 @@ case "${1:-}" in
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/api/version" >/dev/null 2>&1 && break; sleep 0.1; done
     start_one exec-a "$BIN/ebroker-executor" --bind-host 127.0.0.1 --external-host 127.0.0.1 \
       --scheduler-host 127.0.0.1 --scheduler-port "$PORT" -p 50051 --bind-grpc-port 50052 --bind-health-port 50053 \
-      -c 2 --id exec-a --work-dir "$DIR/exec-a" --executor-heartbeat-interval-seconds 3
+      -c 2 --id exec-a --work-dir "$DIR/exec-a" --executor-heartbeat-interval-seconds 3 --memory-pool-size=0
     start_one exec-b "$BIN/ebroker-executor" --bind-host 127.0.0.1 --external-host 127.0.0.1 \
       --scheduler-host 127.0.0.1 --scheduler-port "$PORT" -p 50061 --bind-grpc-port 50062 --bind-health-port 50063 \
-      -c 2 --id exec-b --work-dir "$DIR/exec-b" --executor-heartbeat-interval-seconds 3
+      -c 2 --id exec-b --work-dir "$DIR/exec-b" --executor-heartbeat-interval-seconds 3 --memory-pool-size=0
     for _ in $(seq 200); do [ "$(executors_registered)" -ge 2 ] && break; sleep 0.1; done
     n="$(executors_registered)"
     if [ "$n" -lt 2 ]; then
