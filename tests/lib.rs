@@ -8,7 +8,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use ebroker::config::Config;
 use ebroker::engine::Engine;
-use ebroker::runner::RunState;
+use ebroker::runner::{RunState, Status};
 use ebroker::sql::SqlLibrary;
 use ebroker::stages::clean::{clean_csv_dir, CleanReport};
 use ebroker::stages::StageContext;
@@ -488,4 +488,16 @@ pub async fn start_server(wh: &TestWarehouse, port: u16, args: &[&str]) -> Serve
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     server
+}
+
+/// Fails the test unless every stage of the run succeeded or was skipped, showing the run.
+pub fn assert_completed(state: &RunState) {
+    assert!(
+        state
+            .stages
+            .iter()
+            .all(|s| matches!(s.status, Status::Succeeded | Status::Skipped)),
+        "{}",
+        state.render()
+    );
 }

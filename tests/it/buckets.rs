@@ -3,13 +3,12 @@
 //! the marts computed bucket by bucket equal those of a day in one bucket.
 
 use chrono::NaiveDate;
-use ebroker::runner::Status;
 use ebroker::schema::TABLES;
 use ebroker::warehouse::buckets::{bucket_count, bucket_of, file_name};
 use ebroker::warehouse::{Warehouse, Zone};
 use ebroker_integration::day;
 use ebroker_integration::TestWarehouse;
-use ebroker_integration::{run, RunOptions};
+use ebroker_integration::{assert_completed, run, RunOptions};
 
 const DATE: &str = "2024-06-01";
 
@@ -25,14 +24,7 @@ async fn run_on(wh: &TestWarehouse, input: &std::path::Path) {
     let state = run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options)
         .await
         .unwrap();
-    assert!(
-        state
-            .stages
-            .iter()
-            .all(|s| matches!(s.status, Status::Succeeded | Status::Skipped)),
-        "{}",
-        state.render()
-    );
+    assert_completed(&state);
 }
 
 /// The file names of one day of a cleaned table.

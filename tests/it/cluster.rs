@@ -12,7 +12,7 @@ use ebroker::runner::Status;
 use ebroker::schema::TABLES;
 use ebroker::warehouse::{Warehouse, Zone};
 use ebroker_integration::day;
-use ebroker_integration::{repo_root, service, Sources, TestWarehouse};
+use ebroker_integration::{assert_completed, repo_root, service, Sources, TestWarehouse};
 use ebroker_integration::{run, RunOptions};
 
 /// Cluster tests share one cluster and kill its executors: one at a time.
@@ -129,14 +129,7 @@ async fn the_dag_on_the_cluster_equals_the_in_process_run_row_for_row() {
     )
     .await
     .unwrap();
-    assert!(
-        state
-            .stages
-            .iter()
-            .all(|s| matches!(s.status, Status::Succeeded | Status::Skipped)),
-        "{}",
-        state.render()
-    );
+    assert_completed(&state);
 
     let mut partitions: Vec<String> = TABLES
         .iter()

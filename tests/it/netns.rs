@@ -18,7 +18,8 @@ use chrono::{DateTime, Utc};
 use ebroker::runner::{RunState, Status};
 use ebroker::warehouse::{StoreRegistry, Warehouse};
 use ebroker_integration::{
-    ebroker_command, generate_sources, repo_root, succeeded, unique_name, warehouse_digest, PartitionDigest,
+    assert_completed, ebroker_command, generate_sources, repo_root, succeeded, unique_name, warehouse_digest,
+    PartitionDigest,
 };
 
 const DATE: &str = "2024-06-01";
@@ -332,14 +333,7 @@ async fn the_dag_across_network_namespaces_equals_the_in_process_run() {
         "one parse task per uploaded source file"
     );
     let state = run_state(&root).await;
-    assert!(
-        state
-            .stages
-            .iter()
-            .all(|s| matches!(s.status, Status::Succeeded | Status::Skipped)),
-        "{}",
-        state.render()
-    );
+    assert_completed(&state);
 }
 
 #[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
@@ -382,14 +376,7 @@ async fn a_host_killed_in_the_middle_of_clean_costs_nothing_but_time() {
         clean.started_at,
         clean.finished_at
     );
-    assert!(
-        state
-            .stages
-            .iter()
-            .all(|s| matches!(s.status, Status::Succeeded | Status::Skipped)),
-        "{}",
-        state.render()
-    );
+    assert_completed(&state);
     // The scheduler gave exec1 up and reran its tasks; exec2, in the other namespace, ran them
     // and the rest of the day.
     let scheduler_log = log_since("scheduler", offsets.2);

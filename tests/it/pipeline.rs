@@ -5,7 +5,7 @@
 use chrono::NaiveDate;
 use ebroker::runner::Status;
 use ebroker::schema::TABLES;
-use ebroker_integration::{day, TestWarehouse};
+use ebroker_integration::{assert_completed, day, TestWarehouse};
 use ebroker_integration::{run, RunOptions};
 
 fn options(input: Option<std::path::PathBuf>, clients: u64) -> RunOptions {
@@ -25,14 +25,7 @@ async fn twenty_thousand_dirty_clients_reconcile_end_to_end() {
     let state = run(&wh.config, &wh.engine, &wh.warehouse, &wh.sql, &options(None, 20_000))
         .await
         .unwrap();
-    assert!(
-        state
-            .stages
-            .iter()
-            .all(|s| matches!(s.status, Status::Succeeded | Status::Skipped)),
-        "{}",
-        state.render()
-    );
+    assert_completed(&state);
     for stage in ["generate", "clean", "segment", "offers", "analytics"] {
         assert_eq!(
             state.stage(stage).unwrap().status,

@@ -210,7 +210,7 @@ fn bars(page: &str, id: &str) -> Vec<(String, f64)> {
 
 /// `ebroker sql` of `query` as (first column, second column as a number) rows.
 fn sql_pairs(wh: &TestWarehouse, query: &str) -> Vec<(String, f64)> {
-    let out = runs_like(wh, &["sql", "--format", "csv", "-e", query]);
+    let out = ebroker_out(wh, &["sql", "--format", "csv", "-e", query]);
     out.lines()
         .skip(1)
         .map(|line| {
@@ -220,7 +220,8 @@ fn sql_pairs(wh: &TestWarehouse, query: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-fn runs_like(wh: &TestWarehouse, args: &[&str]) -> String {
+/// The standard output of the `ebroker` command `args` on this warehouse; fails unless it succeeds.
+fn ebroker_out(wh: &TestWarehouse, args: &[&str]) -> String {
     stdout(succeeded(ebroker_command(&wh.config.warehouse.root).args(args)))
 }
 
@@ -241,7 +242,7 @@ async fn the_html_report_renders_in_chromium_with_the_numbers_of_the_marts() {
     let chromium = service("EBROKER_TEST_CHROMIUM");
     let wh = two_days().await;
     let day = DAYS[1];
-    let written = runs_like(&wh, &["report", "--html", "--date", day]);
+    let written = ebroker_out(&wh, &["report", "--html", "--date", day]);
     let file = wh.warehouse.local_dir(&format!("_runs/{day}/report.html")).unwrap();
     assert!(written.contains("report.html"), "{written}");
     let page = std::fs::read_to_string(&file).unwrap();
