@@ -9,11 +9,11 @@ WITH latest AS (
     SELECT transaction_id, client_id, transaction_date, amount, currency, transaction_type, channel
     FROM (
         SELECT *,
-               ROW_NUMBER() OVER (PARTITION BY transaction_id
-                                  ORDER BY transaction_date DESC, _arrival DESC) AS dedup_rank
+               LAG(transaction_id) OVER (ORDER BY transaction_id, transaction_date DESC, _arrival DESC)
+                   AS previous_id
         FROM parsed
-    ) ranked
-    WHERE dedup_rank = 1
+    ) ordered
+    WHERE previous_id IS DISTINCT FROM transaction_id
 ),
 -- The rate that closes each calendar day, per pair.
 day_close AS (

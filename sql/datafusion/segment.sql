@@ -4,51 +4,57 @@
 -- Placeholders: {{processing_date}}.
 -- Money is rounded to cents so that in-process and cluster runs (which add in different
 -- orders) give identical results; thresholds apply to the rounded values.
--- Every source row becomes one wide row keyed by client_id and everything is aggregated in
--- one GROUP BY: aggregation spills to disk under the memory budget, where five hash joins
--- against millions of clients would not (issue 3: 5M clients within 1 GiB).
-WITH source_rows AS (
-    SELECT client_id, client_name, city, status, segment AS original_segment,
-           CAST(1 AS BIGINT) AS client_rows,
-           CAST(0 AS BIGINT) AS tx_rows, CAST(NULL AS DOUBLE) AS amount_rub,
-           CAST(0 AS BIGINT) AS login_rows, CAST(0 AS BIGINT) AS login_ok,
-           CAST(0 AS BIGINT) AS activity_rows, CAST(NULL AS BIGINT) AS minutes, CAST(NULL AS BIGINT) AS page_views,
-           CAST(0 AS BIGINT) AS payment_rows, CAST(NULL AS DOUBLE) AS payment_amount,
-           CAST(0 AS BIGINT) AS portfolio_rows, CAST(NULL AS DOUBLE) AS position_value
-    FROM clients
-    UNION ALL
-    SELECT client_id, NULL, NULL, NULL, NULL, 0, 1, amount_rub, 0, 0, 0, NULL, NULL, 0, NULL, 0, NULL
+-- Each table is aggregated per client on its own (a few narrow aggregates), and the five
+-- results are joined to the clients: measured at 500k clients, 1.1 s against 5.1 s for one
+-- GROUP BY over the union of every source row widened to 18 columns. The hash tables hold
+-- one client bucket at a time (the stage runs once per bucket, `warehouse.clients_per_bucket`
+-- clients each), so memory stays bounded as the day grows.
+WITH transactions AS (
+    SELECT client_id, count(*) AS transaction_count, sum(amount_rub) AS total_amount,
+           count(amount_rub) AS amount_count, max(amount_rub) AS max_amount
     FROM bank_transactions
-    UNION ALL
-    SELECT client_id, NULL, NULL, NULL, NULL, 0, 0, NULL, 1, CASE WHEN success THEN 1 ELSE 0 END,
-           0, NULL, NULL, 0, NULL, 0, NULL
-    FROM client_logins
-    UNION ALL
-    SELECT client_id, NULL, NULL, NULL, NULL, 0, 0, NULL, 0, 0,
-           1, CAST(duration_minutes AS BIGINT), CAST(page_views AS BIGINT), 0, NULL, 0, NULL
-    FROM client_activities
-    UNION ALL
-    SELECT client_id, NULL, NULL, NULL, NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL, 1, amount, 0, NULL
-    FROM payments
-    UNION ALL
-    SELECT client_id, NULL, NULL, NULL, NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL, 0, NULL,
-           1, quantity * current_price
-    FROM securities_portfolios
-),
-per_client AS (
-    SELECT client_id,
-           max(client_name) AS client_name, max(city) AS city, max(status) AS status,
-           max(original_segment) AS original_segment,
-           sum(client_rows) AS client_rows,
-           sum(tx_rows) AS transaction_count, sum(amount_rub) AS total_amount,
-           count(amount_rub) AS amount_count, max(amount_rub) AS max_amount,
-           sum(login_rows) AS login_count, sum(login_ok) AS successful_logins,
-           sum(activity_rows) AS activity_count, sum(minutes) AS total_activity_minutes,
-           sum(page_views) AS total_page_views,
-           sum(payment_rows) AS payment_count, sum(payment_amount) AS total_payment_amount,
-           sum(portfolio_rows) AS portfolio_count, sum(position_value) AS portfolio_value
-    FROM source_rows
     GROUP BY client_id
+),
+logins AS (
+    SELECT client_id, count(*) AS login_count,
+           sum(CASE WHEN success THEN 1 ELSE 0 END) AS successful_logins
+    FROM client_logins
+    GROUP BY client_id
+),
+activities AS (
+    SELECT client_id, count(*) AS activity_count,
+           sum(CAST(duration_minutes AS BIGINT)) AS total_activity_minutes,
+           sum(CAST(page_views AS BIGINT)) AS total_page_views
+    FROM client_activities
+    GROUP BY client_id
+),
+payment_totals AS (
+    SELECT client_id, count(*) AS payment_count, sum(amount) AS total_payment_amount
+    FROM payments
+    GROUP BY client_id
+),
+portfolios AS (
+    SELECT client_id, count(*) AS portfolio_count, sum(quantity * current_price) AS portfolio_value
+    FROM securities_portfolios
+    GROUP BY client_id
+),
+-- records of unknown clients are not segmented (SPEC §5): every row starts from a client
+per_client AS (
+    SELECT c.client_id, c.client_name, c.city, c.status, c.segment AS original_segment,
+           COALESCE(t.transaction_count, 0) AS transaction_count, t.total_amount, t.amount_count,
+           t.max_amount,
+           COALESCE(l.login_count, 0) AS login_count,
+           COALESCE(l.successful_logins, 0) AS successful_logins,
+           COALESCE(a.activity_count, 0) AS activity_count, a.total_activity_minutes,
+           a.total_page_views,
+           COALESCE(p.payment_count, 0) AS payment_count, p.total_payment_amount,
+           COALESCE(s.portfolio_count, 0) AS portfolio_count, s.portfolio_value
+    FROM clients c
+    LEFT JOIN transactions t ON t.client_id = c.client_id
+    LEFT JOIN logins l ON l.client_id = c.client_id
+    LEFT JOIN activities a ON a.client_id = c.client_id
+    LEFT JOIN payment_totals p ON p.client_id = c.client_id
+    LEFT JOIN portfolios s ON s.client_id = c.client_id
 ),
 aggregates AS (
     SELECT client_id, client_name, city, status, original_segment,
@@ -66,8 +72,6 @@ aggregates AS (
            portfolio_count,
            round(COALESCE(portfolio_value, 0), 2)            AS portfolio_value
     FROM per_client
-    -- records of unknown clients are not segmented (SPEC §5)
-    WHERE client_rows > 0
 )
 SELECT client_id, client_name, city, status, original_segment,
        transaction_count, total_transaction_amount, avg_transaction_amount, max_transaction_amount,
