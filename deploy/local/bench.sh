@@ -10,7 +10,8 @@
 # then the same DAG on the local cluster, reported as a ratio to in-process (issue 4: <= 1.3)
 # and as the share of CPU (user + system) spent in the scheduler and executors rather than the
 # client (deploy/local/cpu-share.sh; issue 17: >= 95%: the executors, not the client, move rows),
-# and in-process on a real HDFS (deploy/local/hdfs.sh plain) as a ratio to file:// (issue 16: <= 1.5).
+# and in-process on a real HDFS (deploy/local/hdfs.sh plain) as a ratio to file:// (issue 16: <= 1.5);
+# and beside the DuckDB reference on the same day (deploy/local/side-by-side.sh, issue 19).
 # Targets on a 2-core machine (issues 2, 3 and 8): generate >= 1M rows/s; clean >= 250k rows/s;
 # clean -> analytics <= 30 s at 500k clients; peak RSS <= 1 GiB at any size; an analyst's
 # query over the marts < 1 s.
@@ -29,6 +30,9 @@ du -sh "$WORK/src"
 # upload run.
 [ "${BENCH_AT_SCALE:-0}" = 1 ] || "$BIN" --warehouse "$WORK/wh-clean" clean --input "$WORK/src" --date "$DATE" | tail -1
 "$BIN" --warehouse "$WORK/wh-dag" run --input "$WORK/src" --date "$DATE" | tee "$WORK/local.txt"
+
+echo "== side by side with the DuckDB reference (issue 19)"
+BIN_DIR="$BIN_DIR" BENCH_DIR="$WORK" deploy/local/side-by-side.sh "$CLIENTS"
 
 # At 5M clients this join of 15M offers with 5M clients exceeds the default 512 MiB budget
 # (measured: "Resources exhausted"); BENCH_AT_SCALE=1 skips it.

@@ -37,10 +37,12 @@ earliest AS (
     ) e
     WHERE r = 1
 ),
--- Few distinct (currency, day) pairs: the as-of lookup runs on them, not on every row.
+-- Few distinct (currency, day) pairs: the as-of lookup runs on them, not on every row. Taken
+-- from every parsed row (a superset of the kept rows' pairs), so that `latest`, and its sort
+-- of every transaction, is computed once: DataFusion plans a CTE once per use.
 transaction_days AS (
     SELECT DISTINCT currency, transaction_date
-    FROM latest
+    FROM parsed
     WHERE currency IS NOT NULL AND currency <> 'RUB'
 ),
 as_of AS (

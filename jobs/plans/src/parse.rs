@@ -11,12 +11,11 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use datafusion::parquet::arrow::AsyncArrowWriter;
-use datafusion::parquet::basic::Compression;
 use ebroker_core::error::{Error, Result};
 use ebroker_core::formats::csv::{CsvRecords, Split};
 use ebroker_core::formats::record::{ParseCounts, RecordParser};
 use ebroker_core::schema::{quarantine_schema, Table, TABLES};
-use ebroker_core::warehouse::parquet::{parquet_error, properties, zstd, STAGING_ROW_GROUP_ROWS};
+use ebroker_core::warehouse::parquet::{parquet_error, properties, scratch_properties, zstd, STAGING_ROW_GROUP_ROWS};
 use futures::TryStreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as StorePath;
@@ -241,8 +240,7 @@ impl StagedParse {
         ((parsed_store, parsed_path), parsed_name): ((Arc<dyn ObjectStore>, StorePath), &str),
         ((quarantine_store, quarantine_path), quarantine_name): ((Arc<dyn ObjectStore>, StorePath), &str),
     ) -> Result<StagedParse> {
-        let rows = STAGING_ROW_GROUP_ROWS;
-        let (lz4, zstd) = (properties(Compression::LZ4_RAW, rows), properties(zstd(), rows));
+        let (lz4, zstd) = (scratch_properties(), properties(zstd(), STAGING_ROW_GROUP_ROWS));
         let parsed = AsyncArrowWriter::try_new(
             BufWriter::new(parsed_store, parsed_path),
             table.parsed_schema(),

@@ -93,18 +93,17 @@ pub async fn analytics(
     )
     .await?;
     register_mart(engine, warehouse, MARKETING_ANALYTICS_DAILY.name, date).await?;
-    let mut sections = vec![(
-        format!("Daily analytics {date}"),
-        engine
-            .collect(
-                "SELECT * FROM marketing_analytics_daily ORDER BY segment",
-                "reading the daily slice",
-            )
-            .await?,
-    )];
-    for (title, file) in REPORTS {
+    // The slice and the three reports are independent reads: run at once, they share the cores.
+    let daily = async {
+        let query = "SELECT * FROM marketing_analytics_daily ORDER BY segment";
+        let batches = engine.collect(query, "reading the daily slice").await?;
+        Ok::<_, crate::error::Error>((format!("Daily analytics {date}"), batches))
+    };
+    let reports = REPORTS.iter().map(|(title, file)| async move {
         let query = sql.render(file, &[])?;
-        sections.push((title.to_string(), engine.collect(&query, title).await?));
-    }
+        Ok::<_, crate::error::Error>((title.to_string(), engine.collect(&query, title).await?))
+    });
+    let (daily, reports) = futures::try_join!(daily, futures::future::try_join_all(reports))?;
+    let sections = std::iter::once(daily).chain(reports).collect();
     Ok(AnalyticsReport { daily_rows, sections })
 }

@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::errors::ParquetError;
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use object_store::buffered::BufWriter;
 
 use super::Warehouse;
@@ -31,6 +31,18 @@ pub fn properties(compression: Compression, row_group_rows: usize) -> WriterProp
     WriterProperties::builder()
         .set_compression(compression)
         .set_max_row_group_row_count(Some(row_group_rows))
+        .build()
+}
+
+/// Properties of a scratch file written once and read once by the next step of the same stage
+/// (the parse's typed rows): LZ4, no dictionaries (mostly unique ids: the dictionary is built,
+/// then abandoned) and no statistics (nothing prunes on them).
+pub fn scratch_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::LZ4_RAW)
+        .set_max_row_group_row_count(Some(STAGING_ROW_GROUP_ROWS))
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None)
         .build()
 }
 
