@@ -50,7 +50,7 @@ async fn clean_from_raw(wh: &TestWarehouse) -> CleanReport {
         &wh.engine,
         &wh.warehouse,
         &wh.sql,
-        wh.config.clean.max_record_bytes,
+        &wh.config.clean,
         day(DATE),
     )
     .await

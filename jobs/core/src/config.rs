@@ -121,6 +121,22 @@ pub struct CleanConfig {
     /// TextInputFormat rule), so a large file is parsed on many cores and executors. 1 KiB to
     /// 1 TiB.
     pub split_bytes: u64,
+    /// How many tables are deduplicated at once, 1 to 7; 0 (the default) lets the day decide:
+    /// two for a day of one client bucket (after its sort a table's deduplication and
+    /// encoding run on one core), one for a bucketed day, whose sorts spill and whose open
+    /// bucket writers fill the memory budget (`engine.memory_limit`) on their own.
+    pub tables_at_once: usize,
+}
+
+impl CleanConfig {
+    /// The tables deduplicated at once for a day of `buckets` client buckets.
+    pub fn tables_at_once(&self, buckets: u32) -> usize {
+        match self.tables_at_once {
+            0 if buckets > 1 => 1,
+            0 => 2,
+            n => n,
+        }
+    }
 }
 
 /// Where the warehouse lives.
@@ -551,6 +567,12 @@ impl Config {
             return Err(Error::Config(format!(
                 "clean.split_bytes = {} is out of range; use 1024 to 1099511627776 (the default is 67108864, 64 MiB)",
                 self.clean.split_bytes
+            )));
+        }
+        if self.clean.tables_at_once > 7 {
+            return Err(Error::Config(format!(
+                "clean.tables_at_once = {} is out of range; use 1 to 7, or 0 to let the day's size decide (the default)",
+                self.clean.tables_at_once
             )));
         }
         self.kafka.validate()?;

@@ -11,6 +11,7 @@ use datafusion::prelude::SessionConfig;
 use super::memory::QueryMemoryPool;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::warehouse::parquet::STAGING_ROW_GROUP_ROWS;
 use crate::warehouse::StoreRegistry;
 
 /// Compression of every Parquet file ebroker publishes.
@@ -29,6 +30,10 @@ pub fn apply_session_options(session: SessionConfig, config: &Config) -> Session
         .with_information_schema(true);
     let options = session.options_mut();
     options.execution.parquet.compression = Some(PARQUET_COMPRESSION.to_string());
+    // Row groups of 128k rows (DuckDB writes 122,880), not DataFusion's 1M: a writer holds its
+    // open row group's encoded pages, and a bucketed write keeps one open per bucket file —
+    // memory the pool counts but cannot spill, taken from the room the sorts' merges need.
+    options.execution.parquet.max_row_group_size = STAGING_ROW_GROUP_ROWS;
     // Memory a sort keeps back for merging its spill files.
     options.execution.sort_spill_reservation_bytes = 32 << 20;
     // Spill files are written once and read once: lz4 cuts their size about six-fold (5M

