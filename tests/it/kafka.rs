@@ -46,15 +46,9 @@ async fn produce_sources(wh: &TestWarehouse, clients: u64, seed: u64, dirty: f64
 
 /// Cleans `wh`'s raw zone of [`DATE`] on its engine (in-process or the cluster).
 async fn clean_from_raw(wh: &TestWarehouse) -> CleanReport {
-    clean_raw(
-        &wh.engine,
-        &wh.warehouse,
-        &wh.sql,
-        &wh.config.clean,
-        day(DATE),
-    )
-    .await
-    .unwrap()
+    clean_raw(&wh.engine, &wh.warehouse, &wh.sql, &wh.config.clean, day(DATE))
+        .await
+        .unwrap()
 }
 
 /// (rows, distinct (partition, offset)) of one raw table of `date`.

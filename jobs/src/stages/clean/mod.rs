@@ -465,14 +465,19 @@ async fn dedup_table(engine: &Engine, warehouse: &Warehouse, plan: DedupPlan, bu
     let what = format!("cleaning {}", table.name);
     let staged = Warehouse::staging(STAGE, date, Zone::Cleaned.dir(), table.name);
     let out = warehouse.url(&staged);
-    if table.has_client_id() {
-        let scratch = Warehouse::staging(STAGE, date, "bucketing", table.name);
-        write_bucketed(engine, warehouse, df, &staged, &scratch, buckets, &what).await?;
-    } else {
-        engine.write_parquet_dir(df, &out, &what).await?;
-    }
-    let source = (table, &counts, parsed_name.as_str());
-    let counted = count_independently(engine, warehouse, source, (date, buckets), &staged).await?;
+    let write = async {
+        if table.has_client_id() {
+            let scratch = Warehouse::staging(STAGE, date, "bucketing", table.name);
+            write_bucketed(engine, warehouse, df, &staged, &scratch, buckets, &what).await
+        } else {
+            engine.write_parquet_dir(df, &out, &what).await
+        }
+    };
+    // The ids are counted while the table is written: both only read the staged parse, and
+    // the write's encoding leaves a core free.
+    let ids = count_parsed_ids(engine, table, &parsed_name, buckets);
+    let (_, ids) = futures::try_join!(write, ids)?;
+    let counted = count_independently(warehouse, (table, &counts), ids, date, &staged).await?;
     let without_rate = match table.derived {
         [] => None,
         derived => {
@@ -527,18 +532,16 @@ struct IndependentCounts {
     duplicates: u64,
 }
 
-/// Counts the written rows from the files and the duplicates from the ids, and checks that
-/// the staged parse holds exactly what the parser counted (typed rows and quarantine rows).
-/// The ids are counted in `buckets` passes, each over the ids of one hash bucket, so the
-/// distinct ids held at once stay within the memory budget as the day grows (one pass per
-/// 500k clients by default: 20M transaction ids at 5M clients do not fit 512 MiB at once).
-async fn count_independently(
+/// (typed rows, distinct ids) of a table's staged parse, counted in `buckets` passes, each
+/// over the ids of one hash bucket, so the distinct ids held at once stay within the memory
+/// budget as the day grows (one pass per 500k clients by default: 20M transaction ids at 5M
+/// clients do not fit 512 MiB at once).
+async fn count_parsed_ids(
     engine: &Engine,
-    warehouse: &Warehouse,
-    (table, counts, parsed_table): (&'static Table, &ParseCounts, &str),
-    (date, buckets): (ProcessingDate, u32),
-    staged: &str,
-) -> Result<IndependentCounts> {
+    table: &'static Table,
+    parsed_table: &str,
+    buckets: u32,
+) -> Result<(u64, u64)> {
     let (mut parsed, mut distinct) = (0, 0);
     for bucket in 0..buckets.max(1) {
         let filter = if buckets > 1 {
@@ -546,13 +549,29 @@ async fn count_independently(
         } else {
             String::new()
         };
-        let query = format!("SELECT count(*), count(DISTINCT {}) FROM {parsed_table}{filter}", table.id);
+        let query = format!(
+            "SELECT count(*), count(DISTINCT {}) FROM {parsed_table}{filter}",
+            table.id
+        );
         let batches = engine
             .collect(&query, &format!("counting the ids of {}", table.name))
             .await?;
         parsed += first_row_u64(&batches, 0);
         distinct += first_row_u64(&batches, 1);
     }
+    Ok((parsed, distinct))
+}
+
+/// Counts the written rows from the files and the duplicates from the parsed ids (`parsed`
+/// rows, `distinct` ids), and checks that the staged parse holds exactly what the parser
+/// counted (typed rows and quarantine rows).
+async fn count_independently(
+    warehouse: &Warehouse,
+    (table, counts): (&'static Table, &ParseCounts),
+    (parsed, distinct): (u64, u64),
+    date: ProcessingDate,
+    staged: &str,
+) -> Result<IndependentCounts> {
     let quarantine = Warehouse::staging(STAGE, date, Zone::Quarantine.dir(), table.name);
     let quarantined = footer_rows(warehouse, &quarantine).await?;
     if parsed != counts.parsed || quarantined != counts.quarantined_total() {
