@@ -165,8 +165,12 @@ async fn a_row_lost_after_parsing_fails_clean_with_exit_4_and_publishes_nothing(
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("datafusion")).unwrap();
     let dedup = include_str!("../../sql/datafusion/clean_dedup.sql");
-    assert!(dedup.contains("WHERE dedup_rank = 1"));
-    let lossy = dedup.replace("WHERE dedup_rank = 1", "WHERE dedup_rank = 1 AND {{id}} NOT LIKE '%7'");
+    let keep = "WHERE previous_id IS DISTINCT FROM {{id}}";
+    assert!(dedup.contains(keep));
+    let lossy = dedup.replace(
+        keep,
+        "WHERE {{id}} NOT LIKE '%7' AND (previous_id IS DISTINCT FROM {{id}})",
+    );
     std::fs::write(dir.path().join("datafusion/clean_dedup.sql"), lossy).unwrap();
     let wh = TestWarehouse::with_sql_dir(Some(dir.path().to_path_buf()));
     let input = wh.input_dir("in");
