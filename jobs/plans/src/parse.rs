@@ -22,9 +22,8 @@ use object_store::path::Path as StorePath;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use url::Url;
 
-use crate::splits::open_from;
+use crate::splits::{local_path, open_from};
 use crate::task_files::task_store;
 
 /// Messages per batch read from a raw file: 1,024 messages of up to 1 MiB (Kafka's default
@@ -143,11 +142,7 @@ pub async fn parse_csv(max_record_bytes: usize, task: &CsvParseTask, ctx: &TaskC
 /// A `file://` input must be on this node: a node that cannot see it names the path and how
 /// to make it visible (other schemes fail in their store, naming the URL).
 fn check_visible(url: &str) -> Result<()> {
-    let Some(path) = Url::parse(url)
-        .ok()
-        .filter(|u| u.scheme() == "file")
-        .and_then(|u| u.to_file_path().ok())
-    else {
+    let Some(path) = local_path(url) else {
         return Ok(());
     };
     if path.is_file() {

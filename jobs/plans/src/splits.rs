@@ -117,6 +117,14 @@ pub fn number_splits(csv: &str, splits: &mut [Split], counts: &[CountResult]) ->
     Ok(())
 }
 
+/// The local path of a `file://` URL; `None` for any other URL.
+pub fn local_path(url: &str) -> Option<std::path::PathBuf> {
+    url::Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme() == "file")
+        .and_then(|u| u.to_file_path().ok())
+}
+
 /// Bytes the store's stream hands to a blocking reader at a time, at least. object_store's
 /// local stream reads 8 KiB per blocking task; handed on one by one, the 3.6 GB of a 5M-client
 /// day took half a million thread hand-offs and a fifth of the parse's CPU in the kernel.
@@ -125,11 +133,7 @@ pub const READ_BUFFER_BYTES: usize = 1 << 20;
 /// A reader of the file `url` from byte `from`, for a parser or counter on a blocking thread:
 /// a `file://` URL straight from the file system, any other through its object store.
 pub async fn open_from(ctx: &TaskContext, url: &str, from: u64) -> Result<Box<dyn BufRead + Send>> {
-    if let Some(path) = url::Url::parse(url)
-        .ok()
-        .filter(|u| u.scheme() == "file")
-        .and_then(|u| u.to_file_path().ok())
-    {
+    if let Some(path) = local_path(url) {
         let mut file = std::fs::File::open(&path).map_err(Error::io(&path))?;
         file.seek(SeekFrom::Start(from)).map_err(Error::io(&path))?;
         return Ok(Box::new(std::io::BufReader::with_capacity(READ_BUFFER_BYTES, file)));
