@@ -1,6 +1,7 @@
 //! Client buckets of the cleaned tables: a day cleaned in several buckets holds every client's
 //! rows in the file of the bucket its id hashes to, every table has every bucket's file, and
-//! the marts computed bucket by bucket equal those of a day in one bucket.
+//! the marts computed bucket by bucket equal those of a day in one bucket. A day deduplicated
+//! in passes (split by a hash of the record id) cleans to the same rows as a day in one pass.
 
 use chrono::NaiveDate;
 use ebroker::schema::TABLES;
@@ -54,8 +55,16 @@ async fn bucketed_days_give_the_same_marts_as_one_bucket() {
         out: input.clone(),
     })
     .unwrap();
+    // Buckets and deduplication passes at once: 3000 clients in 1000-row passes, read in
+    // 64 KiB splits so that each file's rows are estimated from several splits.
+    let passes = TestWarehouse::with_settings(vec![
+        ("warehouse.clients_per_bucket".into(), "700".into()),
+        ("clean.dedup_pass_rows".into(), "1000".into()),
+        ("clean.split_bytes".into(), "65536".into()),
+    ]);
     run_on(&one, &input).await;
     run_on(&many, &input).await;
+    run_on(&passes, &input).await;
 
     let report: ebroker::stages::clean::CleanReport = many
         .warehouse
@@ -122,7 +131,7 @@ async fn bucketed_days_give_the_same_marts_as_one_bucket() {
     ];
     for (mart, key) in marts {
         let mut answers = Vec::new();
-        for wh in [&one, &many] {
+        for wh in [&one, &many, &passes] {
             ebroker::tables::partitions::register_mart(&wh.engine, &wh.warehouse, mart, day(DATE))
                 .await
                 .unwrap();
@@ -130,5 +139,40 @@ async fn bucketed_days_give_the_same_marts_as_one_bucket() {
         }
         assert!(answers[0].len() >= 6, "{mart} has rows: {}", answers[0].len());
         assert_eq!(answers[0], answers[1], "{mart}: one bucket vs {buckets}");
+        assert_eq!(answers[0], answers[2], "{mart}: one pass vs several");
+    }
+    same_cleaned_rows_in_passes(&one, &passes, &report).await;
+}
+
+/// The day cleaned in passes holds the same rows (and counts) as the day in one pass: every
+/// copy of an id met its other copies in its pass, so each id is kept once, the same one.
+async fn same_cleaned_rows_in_passes(
+    one: &TestWarehouse,
+    passes: &TestWarehouse,
+    many_report: &ebroker::stages::clean::CleanReport,
+) {
+    let report: ebroker::stages::clean::CleanReport = passes
+        .warehouse
+        .read_json(&format!("_runs/{DATE}/clean.json"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&report, many_report, "the data-quality report of the day in passes");
+    let transactions = report.table("bank_transactions").unwrap();
+    assert!(
+        transactions.read >= 5000 && transactions.duplicates_removed > 0,
+        "several passes of transactions, with duplicates to remove: {transactions:?}"
+    );
+    for table in TABLES {
+        let mut answers = Vec::new();
+        for wh in [one, passes] {
+            let dir = wh.warehouse.url(&Warehouse::partition(Zone::Cleaned, table.name, day(DATE)));
+            wh.engine
+                .register_parquet_dir("cleaned_day", &dir, Some(table.cleaned_schema()))
+                .await
+                .unwrap();
+            answers.push(wh.rows(&format!("SELECT * FROM cleaned_day ORDER BY {}", table.id)).await);
+        }
+        assert_eq!(answers[0], answers[1], "{}: one pass vs several", table.name);
     }
 }

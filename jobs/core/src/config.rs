@@ -126,9 +126,20 @@ pub struct CleanConfig {
     /// encoding run on one core), one for a bucketed day, whose sorts spill and whose open
     /// bucket writers fill the memory budget (`engine.memory_limit`) on their own.
     pub tables_at_once: usize,
+    /// Deduplication sorts a table in passes of about this many parsed rows, so that each
+    /// pass sorts in memory instead of spilling the day to disk: the parse writes each row
+    /// into the pass of a hash of its id, and a pass holds every copy of its ids. A table
+    /// expected to hold more rows is split into ceil(rows / dedup_pass_rows) passes. At
+    /// least 1,000.
+    pub dedup_pass_rows: u64,
 }
 
 impl CleanConfig {
+    /// The deduplication passes of a table expected to hold `rows` parsed rows.
+    pub fn dedup_passes(&self, rows: u64) -> u32 {
+        u32::try_from(rows.div_ceil(self.dedup_pass_rows.max(1)).max(1)).unwrap_or(u32::MAX)
+    }
+
     /// The tables deduplicated at once for a day of `buckets` client buckets.
     pub fn tables_at_once(&self, buckets: u32) -> usize {
         match self.tables_at_once {
@@ -567,6 +578,12 @@ impl Config {
             return Err(Error::Config(format!(
                 "clean.split_bytes = {} is out of range; use 1024 to 1099511627776 (the default is 67108864, 64 MiB)",
                 self.clean.split_bytes
+            )));
+        }
+        if self.clean.dedup_pass_rows < 1_000 {
+            return Err(Error::Config(format!(
+                "clean.dedup_pass_rows = {} is too small; use at least 1000 (the default is 2000000: two million rows sort in memory within engine.memory_limit = 512MiB)",
+                self.clean.dedup_pass_rows
             )));
         }
         if self.clean.tables_at_once > 7 {

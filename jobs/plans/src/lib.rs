@@ -9,6 +9,7 @@
 //! and executor binaries link it for the codec.
 
 pub mod codec;
+pub mod concat;
 pub mod kafka;
 pub mod parse;
 pub mod run;

@@ -2,24 +2,25 @@
 //! Kafka partition's range, as `ingest` wrote it; each value a JSON object, the offset its
 //! arrival order), or one split of a source CSV file ([`crate::splits`]; the line number its
 //! arrival order), through the record parser into staged typed and quarantine Parquet.
-//! [`StagedParse`] is the pair of staged writers both share.
+//! [`StagedParse`] is the staged writers both share: the typed rows split into the day's
+//! deduplication passes by a hash of their id, and the quarantine.
 
-use std::sync::Arc;
-
-use datafusion::arrow::array::{Array, BinaryArray, Int32Array, Int64Array, StringArray};
+use datafusion::arrow::array::{Array, BinaryArray, Int32Array, Int64Array, StringArray, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use datafusion::parquet::arrow::AsyncArrowWriter;
+use datafusion::parquet::file::properties::WriterProperties;
 use ebroker_core::error::{Error, Result};
 use ebroker_core::formats::csv::{CsvRecords, Split};
 use ebroker_core::formats::record::{ParseCounts, RecordParser};
 use ebroker_core::schema::{quarantine_schema, Table, TABLES};
+use ebroker_core::warehouse::buckets::pass_of;
 use ebroker_core::warehouse::parquet::{parquet_error, properties, scratch_properties, zstd, STAGING_ROW_GROUP_ROWS};
 use futures::TryStreamExt;
 use object_store::buffered::BufWriter;
-use object_store::path::Path as StorePath;
-use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -30,25 +31,26 @@ use crate::task_files::task_store;
 /// limit) stay within one Arrow binary array (2 GiB) and a bounded memory.
 const RAW_READ_ROWS: usize = 1024;
 
-/// One parse task: the raw file `raw` of `table` into the staged files `parsed` and
-/// `quarantine` (all URLs).
+/// One parse task: the raw file `raw` of `table` into the staged files `parsed` (one per
+/// deduplication pass: a row goes to the file of [`pass_of`] its id) and `quarantine` (all
+/// URLs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawParseTask {
     pub table: String,
     pub raw: String,
-    pub parsed: String,
+    pub parsed: Vec<String>,
     pub quarantine: String,
 }
 
 /// One parse task: the `split` of the source CSV file `csv` (a URL every node running tasks
 /// can open: `file://` on a shared file system, `hdfs://`, `s3://`) of `table` into the staged
-/// files `parsed` and `quarantine`.
+/// files `parsed` (one per deduplication pass, as [`RawParseTask`]'s) and `quarantine`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CsvParseTask {
     pub table: String,
     pub csv: String,
     pub split: Split,
-    pub parsed: String,
+    pub parsed: Vec<String>,
     pub quarantine: String,
 }
 
@@ -79,8 +81,7 @@ pub async fn parse_raw(max_record_bytes: usize, task: &RawParseTask, ctx: &TaskC
         .await
         .and_then(|b| b.with_batch_size(RAW_READ_ROWS).build())
         .map_err(parquet_error(&task.raw))?;
-    let (parsed, quarantine) = (task_store(ctx, &task.parsed)?, task_store(ctx, &task.quarantine)?);
-    let mut staged = StagedParse::create(table, (parsed, &task.parsed), (quarantine, &task.quarantine))?;
+    let mut staged = StagedParse::create(table, &task.parsed, &task.quarantine, ctx)?;
     let mut parser = RecordParser::new(table, max_record_bytes);
     while let Some(batch) = batches.try_next().await.map_err(parquet_error(&task.raw))? {
         push_raw_batch(&mut parser, &batch, &task.raw)?;
@@ -115,8 +116,7 @@ pub async fn parse_csv(max_record_bytes: usize, task: &CsvParseTask, ctx: &TaskC
         let lines = CsvRecords::split(table, (csv, reader), split, max_record_bytes, &bar)?;
         parse_csv_lines(table, lines, max_record_bytes, &tx)
     });
-    let (parsed, quarantine) = (task_store(ctx, &task.parsed)?, task_store(ctx, &task.quarantine)?);
-    let mut staged = StagedParse::create(table, (parsed, &task.parsed), (quarantine, &task.quarantine))?;
+    let mut staged = StagedParse::create(table, &task.parsed, &task.quarantine, ctx)?;
     while let Some(batches) = rx.recv().await {
         staged.write(batches).await?;
     }
@@ -220,52 +220,90 @@ fn push_raw_batch(parser: &mut RecordParser, batch: &RecordBatch, file: &str) ->
 /// A staged file being written, with its name for errors.
 type StagedFile = (AsyncArrowWriter<BufWriter>, String);
 
-/// The two staged outputs of one parse: the typed rows deduplication reads (LZ4, read once)
-/// and the quarantine rows that are published as they are (zstd).
+/// The staged outputs of one parse: the typed rows deduplication reads (LZ4, read once), one
+/// file per deduplication pass, and the quarantine rows that are published as they are (zstd).
 pub struct StagedParse {
-    parsed: StagedFile,
+    /// The table's id column, whose hash picks a typed row's pass.
+    id: usize,
+    parsed: Vec<StagedFile>,
     quarantine: StagedFile,
 }
 
 impl StagedParse {
-    /// Writers of `table`'s typed rows at `parsed` and its rejected records at `quarantine`
-    /// (each a store, a path in it, and the name errors give).
-    pub fn create(
-        table: &Table,
-        ((parsed_store, parsed_path), parsed_name): ((Arc<dyn ObjectStore>, StorePath), &str),
-        ((quarantine_store, quarantine_path), quarantine_name): ((Arc<dyn ObjectStore>, StorePath), &str),
-    ) -> Result<StagedParse> {
-        let (lz4, zstd) = (scratch_properties(), properties(zstd(), STAGING_ROW_GROUP_ROWS));
-        let parsed = AsyncArrowWriter::try_new(
-            BufWriter::new(parsed_store, parsed_path),
-            table.parsed_schema(),
-            Some(lz4),
-        )
-        .map_err(parquet_error(parsed_name))?;
-        let quarantine = AsyncArrowWriter::try_new(
-            BufWriter::new(quarantine_store, quarantine_path),
-            quarantine_schema(),
-            Some(zstd),
-        )
-        .map_err(parquet_error(quarantine_name))?;
+    /// Writers of `table`'s typed rows at the URLs `parsed` (one per pass) and of its rejected
+    /// records at the URL `quarantine`, in the stores of the task's runtime.
+    pub fn create(table: &Table, parsed: &[String], quarantine: &str, ctx: &TaskContext) -> Result<StagedParse> {
+        if parsed.is_empty() {
+            return Err(Error::Config(format!("a parse task of {} has no typed output", table.name)));
+        }
+        let open = |url: &str, schema: SchemaRef, properties: WriterProperties| -> Result<StagedFile> {
+            let (store, path) = task_store(ctx, url)?;
+            let writer = AsyncArrowWriter::try_new(BufWriter::new(store, path), schema, Some(properties))
+                .map_err(parquet_error(url))?;
+            Ok((writer, url.to_string()))
+        };
         Ok(StagedParse {
-            parsed: (parsed, parsed_name.to_string()),
-            quarantine: (quarantine, quarantine_name.to_string()),
+            id: table.column_index(table.id),
+            parsed: parsed
+                .iter()
+                .map(|url| open(url, table.parsed_schema(), scratch_properties()))
+                .collect::<Result<_>>()?,
+            quarantine: open(
+                quarantine,
+                quarantine_schema(),
+                properties(zstd(), STAGING_ROW_GROUP_ROWS),
+            )?,
         })
     }
 
-    /// Appends a batch of typed rows and a batch of quarantine rows, either possibly absent.
+    /// Appends a batch of typed rows (each to its pass's file) and a batch of quarantine rows,
+    /// either possibly absent.
     pub async fn write(&mut self, (typed, rejected): (Option<RecordBatch>, Option<RecordBatch>)) -> Result<()> {
-        for ((writer, path), batch) in [(&mut self.parsed, typed), (&mut self.quarantine, rejected)] {
-            if let Some(batch) = batch {
-                writer.write(&batch).await.map_err(parquet_error(path))?;
+        if let Some(typed) = typed {
+            for (pass, rows) in self.split_by_pass(typed)?.into_iter().enumerate() {
+                let (writer, path) = &mut self.parsed[pass];
+                if let Some(rows) = rows {
+                    writer.write(&rows).await.map_err(parquet_error(path))?;
+                }
             }
+        }
+        if let Some(rejected) = rejected {
+            let (writer, path) = &mut self.quarantine;
+            writer.write(&rejected).await.map_err(parquet_error(path))?;
         }
         Ok(())
     }
 
+    /// The rows of `typed` of each pass (`None` where a pass has none).
+    fn split_by_pass(&self, typed: RecordBatch) -> Result<Vec<Option<RecordBatch>>> {
+        let passes = self.parsed.len() as u32;
+        if passes == 1 {
+            return Ok(vec![Some(typed)]);
+        }
+        let ids = typed
+            .column(self.id)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| Error::Config("a table's id column is not text".into()))?;
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); passes as usize];
+        for (row, id) in ids.iter().enumerate() {
+            let pass = pass_of(id.unwrap_or_default().as_bytes(), passes);
+            rows[pass as usize].push(row as u32);
+        }
+        rows.into_iter()
+            .map(|rows| {
+                if rows.is_empty() {
+                    return Ok(None);
+                }
+                take_record_batch(&typed, &UInt32Array::from(rows))
+                    .map(Some)
+                    .map_err(|e| Error::engine("splitting parsed rows by pass")(e.into()))
+            })
+            .collect()
+    }
+
     pub async fn close(self) -> Result<()> {
-        for (writer, path) in [self.parsed, self.quarantine] {
+        for (writer, path) in self.parsed.into_iter().chain([self.quarantine]) {
             writer.close().await.map_err(parquet_error(&path))?;
         }
         Ok(())

@@ -27,7 +27,7 @@ use ebroker_core::error::{Error, Result};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::{kafka, parse, splits};
+use crate::{concat, kafka, parse, splits};
 
 /// What a [`WorkExec`] does with each task row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +41,8 @@ pub enum Work {
     /// Parse splits of source CSV files ([`parse::CsvParseTask`]) into staged typed and
     /// quarantine Parquet.
     ParseCsv { max_record_bytes: usize },
+    /// Copy the scratch files of a client bucket into its one file ([`concat::ConcatTask`]).
+    Concat,
     /// Report where the task ran ([`Probe`]): proves the mechanism on a cluster.
     Probe,
 }
@@ -54,7 +56,7 @@ impl Work {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
         match self {
             Work::KafkaDump { .. } => cores * 4,
-            Work::ParseRaw { .. } | Work::ParseCsv { .. } | Work::CountLines | Work::Probe => cores,
+            Work::ParseRaw { .. } | Work::ParseCsv { .. } | Work::CountLines | Work::Concat | Work::Probe => cores,
         }
     }
 }
@@ -128,6 +130,7 @@ impl DisplayAs for WorkExec {
             Work::ParseRaw { .. } => write!(f, "WorkExec: parse raw records"),
             Work::CountLines => write!(f, "WorkExec: count line breaks"),
             Work::ParseCsv { .. } => write!(f, "WorkExec: parse CSV splits"),
+            Work::Concat => write!(f, "WorkExec: concatenate files"),
             Work::Probe => write!(f, "WorkExec: probe"),
         }
     }
@@ -211,6 +214,7 @@ async fn do_task(work: &Work, task: &str, ctx: &TaskContext) -> Result<String> {
             to_json(&parse::parse_csv(*max_record_bytes, &from_json(task)?, ctx).await?)
         }
         Work::CountLines => to_json(&splits::count_newlines(&from_json(task)?, ctx).await?),
+        Work::Concat => to_json(&concat::concat(&from_json(task)?, ctx).await?),
         Work::Probe => to_json(&Probe {
             task: from_json(task)?,
             pid: std::process::id(),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::config::TableParquetOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
@@ -152,23 +153,24 @@ impl Engine {
 
     /// Writes `df` as Parquet files into the directory `url`; returns the rows written.
     pub async fn write_parquet_dir(&self, df: DataFrame, url: &Url, what: &str) -> Result<u64> {
-        self.write_parquet_dir_with(df, url, DataFrameWriteOptions::new(), what)
+        self.write_parquet_dir_with(df, url, (DataFrameWriteOptions::new(), None), what)
             .await
     }
 
-    /// [`Self::write_parquet_dir`] with write options (e.g. a partitioned write).
+    /// [`Self::write_parquet_dir`] with write options (e.g. a partitioned write) and, where
+    /// given, Parquet options other than the session's (e.g. a scratch file's).
     pub async fn write_parquet_dir_with(
         &self,
         df: DataFrame,
         url: &Url,
-        options: DataFrameWriteOptions,
+        (options, parquet): (DataFrameWriteOptions, Option<TableParquetOptions>),
         what: &str,
     ) -> Result<u64> {
         if let Ok(dir) = url.to_file_path() {
             std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         }
         let write = async {
-            df.write_parquet(url.as_str(), options, None)
+            df.write_parquet(url.as_str(), options, parquet)
                 .await
                 .map_err(Error::engine(format!("writing {what} to {url}")))
         };

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::common::config::TableParquetOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{col, lit, DataFrame};
 
@@ -31,22 +32,13 @@ pub async fn write_bucketed(
     engine: &Engine,
     warehouse: &Warehouse,
     df: DataFrame,
-    staged: &str,
-    scratch: &str,
+    (staged, scratch): (&str, &str),
     buckets: u32,
     what: &str,
 ) -> Result<u64> {
     warehouse.remove_all(scratch).await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
-    let bucket = crate::engine::functions::client_bucket_udf().call(vec![col("client_id"), lit(i64::from(buckets))]);
-    let df = df
-        .with_column(BUCKET_COLUMN, bucket)
-        .map_err(Error::engine(format!("bucketing {what}")))?;
-    let options = DataFrameWriteOptions::new().with_partition_by(vec![BUCKET_COLUMN.to_string()]);
-    let rows = engine
-        .write_parquet_dir_with(df, &warehouse.url(scratch), options, what)
-        .await?;
-
+    let rows = write_partitioned(engine, warehouse, df, (scratch, None), buckets, what).await?;
     let scratch_prefix = warehouse.path(scratch);
     let mut placed = vec![false; buckets as usize];
     for file in warehouse.list_files(scratch).await? {
@@ -85,6 +77,33 @@ pub async fn write_bucketed(
     }
     warehouse.remove_all(scratch).await?;
     Ok(rows)
+}
+
+/// Writes `df` (rows with a `client_id`) under the directory `dir`, split by client bucket
+/// into `_bucket=B/` directories (DataFusion's partitioned write), with `parquet` options
+/// where given (else the session's); bucket B's directory is [`partition_dir`]. Returns the
+/// rows written.
+pub async fn write_partitioned(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    df: DataFrame,
+    (dir, parquet): (&str, Option<TableParquetOptions>),
+    buckets: u32,
+    what: &str,
+) -> Result<u64> {
+    let bucket = crate::engine::functions::client_bucket_udf().call(vec![col("client_id"), lit(i64::from(buckets))]);
+    let df = df
+        .with_column(BUCKET_COLUMN, bucket)
+        .map_err(Error::engine(format!("bucketing {what}")))?;
+    let options = DataFrameWriteOptions::new().with_partition_by(vec![BUCKET_COLUMN.to_string()]);
+    engine
+        .write_parquet_dir_with(df, &warehouse.url(dir), (options, parquet), what)
+        .await
+}
+
+/// The directory of `bucket`'s files in a [`write_partitioned`] output at `dir`.
+pub fn partition_dir(dir: &str, bucket: u32) -> String {
+    format!("{dir}{BUCKET_COLUMN}={bucket}/")
 }
 
 /// The bucket files of one day of the cleaned tables with a `client_id`.

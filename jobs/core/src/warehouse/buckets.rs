@@ -3,9 +3,14 @@
 //! of client_id modulo the bucket count, as Hive and Spark bucketing do). Writing and reading
 //! bucketed days through the engine is [`crate::tables::buckets`]; the engine's
 //! `ebroker_client_bucket` function calls [`bucket_of`] so both agree on every client.
+//! Deduplication passes ([`pass_of`]) split a table by a hash of its record id instead, with
+//! their own seed: a pass must hold every copy of its ids, whatever their clients.
 
 /// Seed of the bucket hash; changing it moves every client to another bucket.
 const BUCKET_SEED: u64 = 0x0eb0_b0c4_e75e_ed01;
+
+/// Seed of the deduplication pass hash (independent of the buckets').
+const PASS_SEED: u64 = 0x0eb0_9a55_5eed_0002;
 
 /// How many buckets a day of `clients` clients gets: one per `clients_per_bucket`, at least one.
 pub fn bucket_count(clients: u64, clients_per_bucket: u64) -> u32 {
@@ -16,6 +21,12 @@ pub fn bucket_count(clients: u64, clients_per_bucket: u64) -> u32 {
 /// The bucket of `client_id` among `buckets`: xxHash64 of its bytes, modulo the count.
 pub fn bucket_of(client_id: &[u8], buckets: u32) -> u32 {
     (xxhash_rust::xxh64::xxh64(client_id, BUCKET_SEED) % u64::from(buckets.max(1))) as u32
+}
+
+/// The deduplication pass of record `id` among `passes`: xxHash64 of its bytes, modulo the
+/// count.
+pub fn pass_of(id: &[u8], passes: u32) -> u32 {
+    (xxhash_rust::xxh64::xxh64(id, PASS_SEED) % u64::from(passes.max(1))) as u32
 }
 
 /// The file name of `bucket` of `buckets`.
@@ -67,5 +78,17 @@ mod tests {
         assert!(sizes.iter().all(|&n| (9_500..=10_500).contains(&n)), "{sizes:?}");
         assert_eq!(bucket_of(b"CLIENT_000001", 10), bucket_of(b"CLIENT_000001", 10));
         assert_eq!(bucket_of(b"CLIENT_000001", 1), 0);
+    }
+
+    #[test]
+    fn passes_spread_ids_evenly_and_apart_from_buckets() {
+        let mut sizes = [[0u32; 4]; 10];
+        for i in 0..100_000 {
+            let id = format!("CLIENT_{i:06}");
+            sizes[bucket_of(id.as_bytes(), 10) as usize][pass_of(id.as_bytes(), 4) as usize] += 1;
+        }
+        // every bucket meets every pass about equally: the two hashes are independent
+        assert!(sizes.iter().flatten().all(|&n| (2_250..=2_750).contains(&n)), "{sizes:?}");
+        assert_eq!(pass_of(b"TX_1", 1), 0);
     }
 }

@@ -18,6 +18,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use dedup::{dedup_table, parsed_files, plan_dedup, register_rates};
+
 use ebroker_plans::parse::{add_counts, CsvParseTask, ParseResult, RawParseTask};
 use ebroker_plans::run::{run_tasks, Runner};
 use ebroker_plans::splits::{self, CountResult, CountTask};
@@ -27,19 +29,18 @@ use serde::{Deserialize, Serialize};
 
 use super::{Flag, Stage, StageContext, StageReport};
 use crate::config::CleanConfig;
-use crate::engine::{first_row_u64, scalar_u64, Engine};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::formats::csv::Split;
 use crate::formats::record::ParseCounts;
 use crate::schema::{Table, TABLES};
 use crate::sql::SqlLibrary;
-use crate::tables::buckets::write_bucketed;
-use crate::tables::partitions::footer_rows;
 use crate::warehouse::commit::Commit;
 use crate::warehouse::{Warehouse, Zone};
 use crate::ProcessingDate;
 use sources::SourceFile;
 
+mod dedup;
 mod sources;
 
 /// Name of the stage in run state and staging paths.
@@ -95,9 +96,6 @@ impl Stage for Clean {
         })
     }
 }
-
-/// Staging part holding the typed rows between parsing and deduplication.
-const PARSED: &str = "parsed";
 
 /// The data-quality summary of one table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,7 +175,7 @@ pub async fn clean_csv_dir(
 ) -> Result<CleanReport> {
     warehouse.remove_all(&Warehouse::staging_root(STAGE, date)).await?;
     let files = sources::locate(engine, warehouse, input, date).await?;
-    let tasks = csv_parse_tasks(engine, warehouse, files, config.split_bytes, date).await?;
+    let (tasks, passes) = csv_parse_tasks(engine, warehouse, files, config, date).await?;
     let bar = crate::progress::bar(tasks.len() as u64, "parse", "splits");
     let work = Work::ParseCsv {
         max_record_bytes: config.max_record_bytes,
@@ -194,22 +192,26 @@ pub async fn clean_csv_dir(
             counts
         })
         .collect();
-    finish(engine, warehouse, (sql, config), counts, date).await
+    finish(engine, warehouse, (sql, config), (counts, passes), date).await
 }
 
+/// The deduplication passes of each table of a day (by table name).
+type Passes = BTreeMap<&'static str, u32>;
+
 /// One parse task per split of each file, largest first (so the last task to start is a short
-/// one); the line breaks before each split are counted by tasks first.
+/// one); the line breaks before each split are counted by tasks first. Also the passes each
+/// table is deduplicated in, from the rows the file is expected to hold.
 async fn csv_parse_tasks(
     engine: &Engine,
     warehouse: &Warehouse,
     files: Vec<SourceFile>,
-    split_bytes: u64,
+    config: &CleanConfig,
     date: ProcessingDate,
-) -> Result<Vec<CsvParseTask>> {
+) -> Result<(Vec<CsvParseTask>, Passes)> {
     let mut cuts: Vec<(SourceFile, Vec<Split>)> = files
         .into_iter()
         .map(|file| {
-            let splits = splits::cut(file.size, split_bytes);
+            let splits = splits::cut(file.size, config.split_bytes);
             (file, splits)
         })
         .collect();
@@ -227,27 +229,38 @@ async fn csv_parse_tasks(
         }
     }
     let mut tasks = Vec::new();
+    let mut passes = Passes::new();
     for (file, splits) in cuts {
+        let table_passes = dedup::passes(config, file.table, expected_lines(file.size, &splits));
+        passes.insert(file.table.name, table_passes);
         for (index, split) in splits.into_iter().enumerate() {
             let bytes = split.end.min(file.size).saturating_sub(split.start);
+            let name = format!("part-{index:05}.parquet");
+            let quarantine = Warehouse::staging(STAGE, date, Zone::Quarantine.dir(), file.table.name);
             let task = CsvParseTask {
                 table: file.table.name.to_string(),
                 csv: file.url.to_string(),
                 split,
-                parsed: staged_file(warehouse, date, PARSED, file.table, index),
-                quarantine: staged_file(warehouse, date, Zone::Quarantine.dir(), file.table, index),
+                parsed: parsed_files(warehouse, date, file.table, table_passes, &name),
+                quarantine: warehouse.url(&format!("{quarantine}{name}")).to_string(),
             };
             tasks.push((bytes, task));
         }
     }
     tasks.sort_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
-    Ok(tasks.into_iter().map(|(_, task)| task).collect())
+    Ok((tasks.into_iter().map(|(_, task)| task).collect(), passes))
 }
 
-/// The URL of the staged `part` file (parsed or quarantine) of split `index` of `table`.
-fn staged_file(warehouse: &Warehouse, date: ProcessingDate, part: &str, table: &Table, index: usize) -> String {
-    let dir = Warehouse::staging(STAGE, date, part, table.name);
-    warehouse.url(&format!("{dir}part-{index:05}.parquet")).to_string()
+/// The lines a file of `size` bytes cut into `splits` (numbered) is expected to hold: the
+/// line breaks counted before its last split, scaled to the whole file; for a file of one
+/// split, one line per 64 bytes. An estimate that sizes the deduplication passes only.
+fn expected_lines(size: u64, splits: &[Split]) -> u64 {
+    match splits.last() {
+        Some(last) if last.start > 0 => {
+            (u128::from(last.newlines_before) * u128::from(size) / u128::from(last.start)) as u64
+        }
+        _ => size / 64,
+    }
 }
 
 /// Cleans the raw zone of `date` (the Kafka messages `ingest` dumped), checking that every
@@ -268,7 +281,14 @@ pub async fn clean_raw(
         ),
     })?;
     warehouse.remove_all(&Warehouse::staging_root(STAGE, date)).await?;
-    let tasks = raw_parse_tasks(warehouse, date).await?;
+    let passes: Passes = TABLES
+        .iter()
+        .map(|table| {
+            let records = manifest.topic(table.name).map_or(0, |t| t.records);
+            (table.name, dedup::passes(config, table, records))
+        })
+        .collect();
+    let tasks = raw_parse_tasks(warehouse, &passes, date).await?;
     let bar = crate::progress::bar(tasks.len() as u64, "parse", "files");
     let results: Vec<ParseResult> = run_tasks(
         &Runner::Engine(engine),
@@ -296,12 +316,12 @@ pub async fn clean_raw(
         counts.push(parsed);
     }
     bar.finish_and_clear();
-    finish(engine, warehouse, (sql, config), counts, date).await
+    finish(engine, warehouse, (sql, config), (counts, passes), date).await
 }
 
 /// One parse task per raw file of `date` (one per Kafka partition range ingest dumped), each
-/// into its own staged typed and quarantine file.
-async fn raw_parse_tasks(warehouse: &Warehouse, date: ProcessingDate) -> Result<Vec<RawParseTask>> {
+/// into its own staged typed files (one per deduplication pass) and quarantine file.
+async fn raw_parse_tasks(warehouse: &Warehouse, passes: &Passes, date: ProcessingDate) -> Result<Vec<RawParseTask>> {
     let mut tasks = Vec::new();
     for table in TABLES {
         let raw = Warehouse::partition(Zone::Raw, table.name, date);
@@ -324,16 +344,14 @@ async fn raw_parse_tasks(warehouse: &Warehouse, date: ProcessingDate) -> Result<
                 ),
             });
         }
-        let staged = |part: &str, name: &str| {
-            let dir = Warehouse::staging(STAGE, date, part, table.name);
-            warehouse.url(&format!("{dir}{name}")).to_string()
-        };
+        let quarantine = Warehouse::staging(STAGE, date, Zone::Quarantine.dir(), table.name);
+        let table_passes = passes.get(table.name).copied().unwrap_or(1);
         for name in files {
             tasks.push(RawParseTask {
                 table: table.name.to_string(),
                 raw: warehouse.url(&format!("{raw}{name}")).to_string(),
-                parsed: staged(PARSED, &name),
-                quarantine: staged(Zone::Quarantine.dir(), &name),
+                parsed: parsed_files(warehouse, date, table, table_passes, &name),
+                quarantine: warehouse.url(&format!("{quarantine}{name}")).to_string(),
             });
         }
     }
@@ -350,7 +368,7 @@ async fn finish(
     engine: &Engine,
     warehouse: &Warehouse,
     (sql, config): (&SqlLibrary, &CleanConfig),
-    counts: Vec<ParseCounts>,
+    (counts, passes): (Vec<ParseCounts>, Passes),
     date: ProcessingDate,
 ) -> Result<CleanReport> {
     let clients = TABLES
@@ -359,9 +377,11 @@ async fn finish(
         .find(|(t, _)| t.name == crate::schema::CLIENTS.name)
         .map_or(0, |(_, c)| c.parsed);
     let buckets = crate::warehouse::buckets::bucket_count(clients, warehouse.clients_per_bucket());
+    register_rates(engine, warehouse, date).await?;
     let mut plans = Vec::new();
     for (table, counts) in TABLES.iter().copied().zip(counts) {
-        plans.push(plan_dedup(engine, warehouse, sql, table, counts, date).await?);
+        let table_passes = passes.get(table.name).copied().unwrap_or(1);
+        plans.push(plan_dedup(engine, (warehouse, sql), (table, counts, table_passes), date).await?);
     }
     let (rates, mut others): (Vec<_>, Vec<_>) = plans
         .into_iter()
@@ -401,191 +421,33 @@ async fn finish(
     Ok(report)
 }
 
-/// One table's deduplication, planned: its rule SQL bound to this table's staged parse (so
-/// several tables' plans can run at once), and the name its staged parse is registered
-/// under for the counting queries.
-struct DedupPlan {
-    table: &'static Table,
-    counts: ParseCounts,
-    date: ProcessingDate,
-    df: datafusion::prelude::DataFrame,
-    parsed_name: String,
-}
 
-/// Plans the deduplication (and for transactions the enrichment) of one staged table. The
-/// rule SQL reads the tables `parsed` and `rates`; a plan keeps the table it was planned
-/// against, so the next table may re-register those names.
-async fn plan_dedup(
-    engine: &Engine,
-    warehouse: &Warehouse,
-    sql: &SqlLibrary,
-    table: &'static Table,
-    counts: ParseCounts,
-    date: ProcessingDate,
-) -> Result<DedupPlan> {
-    let staged_parsed = warehouse.url(&Warehouse::staging(STAGE, date, PARSED, table.name));
-    let parsed_name = format!("parsed_{}", table.name);
-    for name in ["parsed", parsed_name.as_str()] {
-        engine
-            .register_parquet_dir(name, &staged_parsed, Some(table.parsed_schema()))
-            .await?;
-    }
-    // Enrichment reads this run's cleaned rates (cleaned before the tables that use them; the
-    // files are listed when the plan runs, not now).
-    let rates = &crate::schema::CURRENCY_RATES;
-    let rates_url = warehouse.url(&Warehouse::staging(STAGE, date, Zone::Cleaned.dir(), rates.name));
-    engine
-        .register_parquet_dir("rates", &rates_url, Some(rates.cleaned_schema()))
-        .await?;
-    let columns = table.columns.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
-    let query = sql.render(
-        table.clean_sql,
-        &[("columns", &columns), ("id", table.id), ("event", table.event)],
-    )?;
-    let df = engine.sql(&query, &format!("cleaning {}", table.name)).await?;
-    Ok(DedupPlan {
-        table,
-        counts,
-        date,
-        df,
-        parsed_name,
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Runs one table's planned deduplication into staged cleaned Parquet, in `buckets` client
-/// buckets when the table has a client_id, and reconciles its counts.
-async fn dedup_table(engine: &Engine, warehouse: &Warehouse, plan: DedupPlan, buckets: u32) -> Result<TableQuality> {
-    let DedupPlan {
-        table,
-        counts,
-        date,
-        df,
-        parsed_name,
-    } = plan;
-    let what = format!("cleaning {}", table.name);
-    let staged = Warehouse::staging(STAGE, date, Zone::Cleaned.dir(), table.name);
-    let out = warehouse.url(&staged);
-    let write = async {
-        if table.has_client_id() {
-            let scratch = Warehouse::staging(STAGE, date, "bucketing", table.name);
-            write_bucketed(engine, warehouse, df, &staged, &scratch, buckets, &what).await
-        } else {
-            engine.write_parquet_dir(df, &out, &what).await
+    fn split(start: u64, newlines_before: u64) -> Split {
+        Split {
+            start,
+            end: start + 100,
+            newlines_before,
         }
-    };
-    // The ids are counted while the table is written: both only read the staged parse, and
-    // the write's encoding leaves a core free.
-    let ids = count_parsed_ids(engine, table, &parsed_name, buckets);
-    let (_, ids) = futures::try_join!(write, ids)?;
-    let counted = count_independently(warehouse, (table, &counts), ids, date, &staged).await?;
-    let without_rate = match table.derived {
-        [] => None,
-        derived => {
-            let cleaned_name = format!("cleaned_{}", table.name);
-            engine
-                .register_parquet_dir(&cleaned_name, &out, Some(table.cleaned_schema()))
-                .await?;
-            let column = derived[0].name;
-            let count = format!("SELECT count(*) FROM {cleaned_name} WHERE {column} IS NULL");
-            Some(scalar_u64(
-                &engine
-                    .collect(&count, &format!("counting rows without {column}"))
-                    .await?,
-            ))
-        }
-    };
-    let quality = TableQuality {
-        table: table.name.to_string(),
-        read: counts.read,
-        written: counted.written,
-        quarantined: counts.quarantined_total(),
-        quarantined_by_reason: counts.quarantined.clone(),
-        duplicates_removed: counted.duplicates,
-        nulled_unparsable: counts.nulled_unparsable.clone(),
-        without_rate,
-    };
-    tracing::info!(
-        table = table.name,
-        read = quality.read,
-        written = quality.written,
-        quarantined = quality.quarantined,
-        duplicates = quality.duplicates_removed,
-        "cleaned"
-    );
-    if !quality.reconciles() {
-        return Err(Error::Reconcile {
-            table: table.name.into(),
-            message: format!(
-                "read {} != written {} + quarantined {} + duplicates {} (written counted in the files, duplicates from the parsed ids): rows were lost after parsing; check the SQL files overridden with sql.dir",
-                quality.read, quality.written, quality.quarantined, quality.duplicates_removed
-            ),
-        });
     }
-    Ok(quality)
-}
 
-/// What a table's clean wrote and dropped, each counted on its own.
-struct IndependentCounts {
-    /// Rows in the footers of the written (staged) cleaned files.
-    written: u64,
-    /// Parsed rows minus distinct parsed ids: the copies deduplication must remove.
-    duplicates: u64,
-}
-
-/// (typed rows, distinct ids) of a table's staged parse, counted in `buckets` passes, each
-/// over the ids of one hash bucket, so the distinct ids held at once stay within the memory
-/// budget as the day grows (one pass per 500k clients by default: 20M transaction ids at 5M
-/// clients do not fit 512 MiB at once).
-async fn count_parsed_ids(
-    engine: &Engine,
-    table: &'static Table,
-    parsed_table: &str,
-    buckets: u32,
-) -> Result<(u64, u64)> {
-    let (mut parsed, mut distinct) = (0, 0);
-    for bucket in 0..buckets.max(1) {
-        let filter = if buckets > 1 {
-            format!(" WHERE client_bucket({}, {buckets}) = {bucket}", table.id)
-        } else {
-            String::new()
-        };
-        let query = format!(
-            "SELECT count(*), count(DISTINCT {}) FROM {parsed_table}{filter}",
-            table.id
-        );
-        let batches = engine
-            .collect(&query, &format!("counting the ids of {}", table.name))
-            .await?;
-        parsed += first_row_u64(&batches, 0);
-        distinct += first_row_u64(&batches, 1);
+    #[test]
+    fn expected_lines_scale_the_counted_splits_to_the_file() {
+        // 300 bytes counted before the last split held 30 lines: 400 bytes hold about 40
+        let splits = [split(0, 0), split(100, 10), split(200, 20), split(300, 30)];
+        assert_eq!(expected_lines(400, &splits), 40);
+        // one split: nothing counted, one line per 64 bytes
+        assert_eq!(expected_lines(6400, &[split(0, 0)]), 100);
     }
-    Ok((parsed, distinct))
-}
 
-/// Counts the written rows from the files and the duplicates from the parsed ids (`parsed`
-/// rows, `distinct` ids), and checks that the staged parse holds exactly what the parser
-/// counted (typed rows and quarantine rows).
-async fn count_independently(
-    warehouse: &Warehouse,
-    (table, counts): (&'static Table, &ParseCounts),
-    (parsed, distinct): (u64, u64),
-    date: ProcessingDate,
-    staged: &str,
-) -> Result<IndependentCounts> {
-    let quarantine = Warehouse::staging(STAGE, date, Zone::Quarantine.dir(), table.name);
-    let quarantined = footer_rows(warehouse, &quarantine).await?;
-    if parsed != counts.parsed || quarantined != counts.quarantined_total() {
-        return Err(Error::Reconcile {
-            table: table.name.into(),
-            message: format!(
-                "the parser counted {} typed and {} quarantined rows, but staging holds {parsed} and {quarantined}",
-                counts.parsed,
-                counts.quarantined_total()
-            ),
-        });
+    #[test]
+    fn reference_tables_take_one_pass_and_client_tables_follow_their_rows() {
+        let config = crate::config::Config::load_from(None, &[], &[]).unwrap().clean;
+        assert_eq!(dedup::passes(&config, &crate::schema::CURRENCY_RATES, 50_000_000), 1);
+        assert_eq!(dedup::passes(&config, &crate::schema::BANK_TRANSACTIONS, 1_500_000), 1);
+        assert_eq!(dedup::passes(&config, &crate::schema::BANK_TRANSACTIONS, 15_000_000), 8);
     }
-    Ok(IndependentCounts {
-        written: footer_rows(warehouse, staged).await?,
-        duplicates: parsed - distinct,
-    })
 }
