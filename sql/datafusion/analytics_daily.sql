@@ -4,8 +4,9 @@
 SELECT CAST('{{processing_date}}' AS DATE) AS analysis_date,
        m.combined_segment AS segment,
        count(*) AS clients_count,
-       round(sum(m.total_value), 2) AS total_revenue,
-       round(round(sum(m.total_value), 2) / count(*), 2) AS avg_revenue,
+       -- summed as exact decimals: the same total whatever order the rows come in
+       CAST(round(sum(CAST(m.total_value AS DECIMAL(38, 10))), 2) AS DOUBLE) AS total_revenue,
+       CAST(round(round(sum(CAST(m.total_value AS DECIMAL(38, 10))), 2) / count(*), 2) AS DOUBLE) AS avg_revenue,
        sum(CASE WHEN upper(m.status) = 'ACTIVE' THEN 1 ELSE 0 END) AS active_clients,
        sum(COALESCE(n.is_new, 0)) AS new_clients
 FROM marketing_clients m

@@ -4,7 +4,8 @@
 -- compared as calendar dates (ties: the larger rate_id); if there is none, the pair's
 -- earliest rate; RUB = 1; a currency with no rate at all leaves amount_rub NULL.
 --
--- Tables: parsed (typed transactions with _arrival), rates (this run's cleaned currency_rates).
+-- Tables: parsed (typed transactions with _arrival), rate_lookup (each pair's closing rate per
+-- day and its earliest rate, from this run's cleaned currency_rates: clean_rate_lookup.sql).
 WITH latest AS (
     SELECT transaction_id, client_id, transaction_date, amount, currency, transaction_type, channel
     FROM (
@@ -14,28 +15,6 @@ WITH latest AS (
         FROM parsed
     ) ordered
     WHERE previous_id IS DISTINCT FROM transaction_id
-),
--- The rate that closes each calendar day, per pair.
-day_close AS (
-    SELECT currency_pair, rate_day, rate_value
-    FROM (
-        SELECT currency_pair, CAST(rate_date AS DATE) AS rate_day, rate_value,
-               ROW_NUMBER() OVER (PARTITION BY currency_pair, CAST(rate_date AS DATE)
-                                  ORDER BY rate_date DESC, rate_id DESC) AS r
-        FROM rates
-        WHERE currency_pair IS NOT NULL
-    ) d
-    WHERE r = 1
-),
-earliest AS (
-    SELECT currency_pair, rate_value
-    FROM (
-        SELECT currency_pair, rate_value,
-               ROW_NUMBER() OVER (PARTITION BY currency_pair ORDER BY rate_date ASC, rate_id DESC) AS r
-        FROM rates
-        WHERE currency_pair IS NOT NULL
-    ) e
-    WHERE r = 1
 ),
 -- Few distinct (currency, day) pairs: the as-of lookup runs on them, not on every row. Taken
 -- from every parsed row (a superset of the kept rows' pairs), so that `latest`, and its sort
@@ -52,10 +31,14 @@ as_of AS (
                ROW_NUMBER() OVER (PARTITION BY t.currency, t.transaction_date
                                   ORDER BY d.rate_day DESC) AS r
         FROM transaction_days t
-        JOIN day_close d
+        JOIN rate_lookup d
           ON d.currency_pair = t.currency || '/RUB' AND d.rate_day <= t.transaction_date
     ) a
     WHERE r = 1
+),
+earliest AS (
+    SELECT DISTINCT currency_pair, earliest_value AS rate_value
+    FROM rate_lookup
 )
 SELECT l.transaction_id, l.client_id, l.transaction_date, l.amount, l.currency,
        l.transaction_type, l.channel,

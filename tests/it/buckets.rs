@@ -166,12 +166,17 @@ async fn same_cleaned_rows_in_passes(
     for table in TABLES {
         let mut answers = Vec::new();
         for wh in [one, passes] {
-            let dir = wh.warehouse.url(&Warehouse::partition(Zone::Cleaned, table.name, day(DATE)));
+            let dir = wh
+                .warehouse
+                .url(&Warehouse::partition(Zone::Cleaned, table.name, day(DATE)));
             wh.engine
                 .register_parquet_dir("cleaned_day", &dir, Some(table.cleaned_schema()))
                 .await
                 .unwrap();
-            answers.push(wh.rows(&format!("SELECT * FROM cleaned_day ORDER BY {}", table.id)).await);
+            answers.push(
+                wh.rows(&format!("SELECT * FROM cleaned_day ORDER BY {}", table.id))
+                    .await,
+            );
         }
         assert_eq!(answers[0], answers[1], "{}: one pass vs several", table.name);
     }

@@ -191,6 +191,67 @@ async fn the_dag_on_the_cluster_equals_the_in_process_run_row_for_row() {
     );
 }
 
+/// A bucketed day deduplicated in passes: on the cluster the parse writes each pass's files,
+/// and the concat tasks that join a bucket's files of every pass run on the executors; the
+/// cleaned tables and marts equal the in-process run's with the same settings.
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucketed_day_in_passes_on_the_cluster_equals_the_in_process_run() {
+    let url = service("EBROKER_TEST_CLUSTER");
+    let _guard = CLUSTER.lock().await;
+    let settings = || {
+        vec![
+            ("warehouse.clients_per_bucket".to_string(), "700".to_string()),
+            ("clean.dedup_pass_rows".to_string(), "1000".to_string()),
+            ("clean.split_bytes".to_string(), "65536".to_string()),
+        ]
+    };
+    let local = TestWarehouse::with_settings(settings());
+    let input = local.input_dir("src");
+    generate(&input, 3000);
+    let options = options(input, false);
+    let state = run(&local.config, &local.engine, &local.warehouse, &local.sql, &options)
+        .await
+        .unwrap();
+    assert_completed(&state);
+    let remote = TestWarehouse::on_cluster_with(&url, settings()).await;
+    let state = run(&remote.config, &remote.engine, &remote.warehouse, &remote.sql, &options)
+        .await
+        .unwrap();
+    assert_completed(&state);
+    let mut partitions: Vec<String> = TABLES
+        .iter()
+        .map(|t| Warehouse::partition(Zone::Cleaned, t.name, day(DATE)))
+        .collect();
+    partitions.push(Warehouse::partition(Zone::Marts, "client_segmentation", day(DATE)));
+    for relative in partitions {
+        let files = |wh: &TestWarehouse| {
+            let dir = wh.warehouse.local_dir(&relative).unwrap();
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|name| name.starts_with("bucket-"))
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(files(&local), files(&remote), "{relative}: the bucket files");
+        let a = table_rows(&local, &local.warehouse, &relative).await;
+        let b = table_rows(&local, &remote.warehouse, &relative).await;
+        assert!(!a.is_empty(), "{relative} is empty");
+        assert!(
+            a == b,
+            "{relative}: the cluster's rows differ from the in-process run's"
+        );
+    }
+    let transactions = Warehouse::partition(Zone::Cleaned, "bank_transactions", day(DATE));
+    let buckets = std::fs::read_dir(local.warehouse.local_dir(&transactions).unwrap())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("bucket-"))
+        .count();
+    assert!(buckets >= 4, "3000 clients at 700 per bucket: {buckets} bucket files");
+}
+
 /// The pids of the scheduler and executors `deploy/local/cluster.sh` started.
 fn cluster_pids() -> Vec<u32> {
     ["scheduler", "exec-a", "exec-b"]

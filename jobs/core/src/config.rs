@@ -126,11 +126,11 @@ pub struct CleanConfig {
     /// encoding run on one core), one for a bucketed day, whose sorts spill and whose open
     /// bucket writers fill the memory budget (`engine.memory_limit`) on their own.
     pub tables_at_once: usize,
-    /// Deduplication sorts a table in passes of about this many parsed rows, so that each
-    /// pass sorts in memory instead of spilling the day to disk: the parse writes each row
-    /// into the pass of a hash of its id, and a pass holds every copy of its ids. A table
-    /// expected to hold more rows is split into ceil(rows / dedup_pass_rows) passes. At
-    /// least 1,000.
+    /// A bucketed day deduplicates its tables in passes of about this many parsed rows, so
+    /// that each pass sorts in memory instead of spilling the day to disk: the parse writes
+    /// each row into the pass of a hash of its id, and a pass holds every copy of its ids. A
+    /// table expected to hold more rows is split into ceil(rows / dedup_pass_rows) passes; a
+    /// day of one client bucket takes one pass. At least 1,000.
     pub dedup_pass_rows: u64,
 }
 
@@ -582,7 +582,7 @@ impl Config {
         }
         if self.clean.dedup_pass_rows < 1_000 {
             return Err(Error::Config(format!(
-                "clean.dedup_pass_rows = {} is too small; use at least 1000 (the default is 2000000: two million rows sort in memory within engine.memory_limit = 512MiB)",
+                "clean.dedup_pass_rows = {} is too small; use at least 1000 (the default is 1000000: a million rows sort in memory within engine.memory_limit = 512MiB)",
                 self.clean.dedup_pass_rows
             )));
         }

@@ -17,6 +17,7 @@ macro_rules! sql_files {
 const BUILTIN: &[(&str, &str)] = sql_files!(
     "datafusion/clean_dedup.sql",
     "datafusion/clean_bank_transactions.sql",
+    "datafusion/clean_rate_lookup.sql",
     "datafusion/segment.sql",
     "datafusion/marketing_clients.sql",
     "datafusion/targeted_offers.sql",

@@ -234,7 +234,10 @@ impl StagedParse {
     /// records at the URL `quarantine`, in the stores of the task's runtime.
     pub fn create(table: &Table, parsed: &[String], quarantine: &str, ctx: &TaskContext) -> Result<StagedParse> {
         if parsed.is_empty() {
-            return Err(Error::Config(format!("a parse task of {} has no typed output", table.name)));
+            return Err(Error::Config(format!(
+                "a parse task of {} has no typed output",
+                table.name
+            )));
         }
         let open = |url: &str, schema: SchemaRef, properties: WriterProperties| -> Result<StagedFile> {
             let (store, path) = task_store(ctx, url)?;

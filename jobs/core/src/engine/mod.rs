@@ -142,6 +142,25 @@ impl Engine {
             .map_err(Error::engine(format!("planning {what}")))
     }
 
+    /// Plans `sql` with session options of its own (`datafusion.*` keys) over the engine's,
+    /// for a query written for a plan the defaults would not choose (the segmentation's joins
+    /// are written build side first and planned without join reordering).
+    pub async fn sql_with_options(&self, sql: &str, options: &[(&str, &str)], what: &str) -> Result<DataFrame> {
+        let mut state = self.ctx.state();
+        for (key, value) in options {
+            state
+                .config_mut()
+                .options_mut()
+                .set(key, value)
+                .map_err(Error::engine(format!("setting {key} = {value} for {what}")))?;
+        }
+        let plan = state
+            .create_logical_plan(sql)
+            .await
+            .map_err(Error::engine(format!("planning {what}")))?;
+        Ok(DataFrame::new(state, plan))
+    }
+
     /// Runs `sql` and collects the (small) result.
     pub async fn collect(&self, sql: &str, what: &str) -> Result<Vec<RecordBatch>> {
         let df = self.sql(sql, what).await?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use datafusion::prelude::DataFrame;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use crate::date::ProcessingDate;
@@ -87,6 +88,11 @@ impl<'a> PartitionWriter<'a> {
     /// Runs `sql` and adds its result to the staged day.
     pub async fn write_query(&mut self, engine: &Engine, sql: &str) -> Result<u64> {
         let df = engine.sql(sql, &self.what).await?;
+        self.write(engine, df).await
+    }
+
+    /// Runs the planned `df` and adds its result to the staged day.
+    pub async fn write(&mut self, engine: &Engine, df: DataFrame) -> Result<u64> {
         let rows = engine
             .write_parquet_dir(df, &self.warehouse.url(&self.staged), &self.what)
             .await?;

@@ -88,7 +88,10 @@ mod tests {
             sizes[bucket_of(id.as_bytes(), 10) as usize][pass_of(id.as_bytes(), 4) as usize] += 1;
         }
         // every bucket meets every pass about equally: the two hashes are independent
-        assert!(sizes.iter().flatten().all(|&n| (2_250..=2_750).contains(&n)), "{sizes:?}");
+        assert!(
+            sizes.iter().flatten().all(|&n| (2_250..=2_750).contains(&n)),
+            "{sizes:?}"
+        );
         assert_eq!(pass_of(b"TX_1", 1), 0);
     }
 }

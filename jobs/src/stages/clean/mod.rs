@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use dedup::{dedup_table, parsed_files, plan_dedup, register_rates};
+use dedup::{dedup_table, parsed_files, plan_dedup, register_rates, write_rate_lookup};
 
 use ebroker_plans::parse::{add_counts, CsvParseTask, ParseResult, RawParseTask};
 use ebroker_plans::run::{run_tasks, Runner};
@@ -33,8 +33,9 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::formats::csv::Split;
 use crate::formats::record::ParseCounts;
-use crate::schema::{Table, TABLES};
+use crate::schema::TABLES;
 use crate::sql::SqlLibrary;
+use crate::warehouse::buckets::bucket_count;
 use crate::warehouse::commit::Commit;
 use crate::warehouse::{Warehouse, Zone};
 use crate::ProcessingDate;
@@ -228,10 +229,16 @@ async fn csv_parse_tasks(
             splits::number_splits(file.url.as_str(), splits, &counts)?;
         }
     }
+    let expected_clients = cuts
+        .iter()
+        .find(|(file, _)| file.table.name == crate::schema::CLIENTS.name)
+        .map_or(0, |(file, splits)| expected_lines(file.size, splits));
+    let buckets = bucket_count(expected_clients, warehouse.clients_per_bucket());
     let mut tasks = Vec::new();
     let mut passes = Passes::new();
     for (file, splits) in cuts {
-        let table_passes = dedup::passes(config, file.table, expected_lines(file.size, &splits));
+        let rows = expected_lines(file.size, &splits);
+        let table_passes = dedup::passes(config, (file.table, rows), buckets);
         passes.insert(file.table.name, table_passes);
         for (index, split) in splits.into_iter().enumerate() {
             let bytes = split.end.min(file.size).saturating_sub(split.start);
@@ -281,12 +288,11 @@ pub async fn clean_raw(
         ),
     })?;
     warehouse.remove_all(&Warehouse::staging_root(STAGE, date)).await?;
+    let records = |table: &str| manifest.topic(table).map_or(0, |t| t.records);
+    let buckets = bucket_count(records(crate::schema::CLIENTS.name), warehouse.clients_per_bucket());
     let passes: Passes = TABLES
         .iter()
-        .map(|table| {
-            let records = manifest.topic(table.name).map_or(0, |t| t.records);
-            (table.name, dedup::passes(config, table, records))
-        })
+        .map(|table| (table.name, dedup::passes(config, (table, records(table.name)), buckets)))
         .collect();
     let tasks = raw_parse_tasks(warehouse, &passes, date).await?;
     let bar = crate::progress::bar(tasks.len() as u64, "parse", "files");
@@ -359,8 +365,8 @@ async fn raw_parse_tasks(warehouse: &Warehouse, passes: &Passes, date: Processin
 }
 
 /// Deduplicates, reconciles and publishes the staged parse of every table, then writes the
-/// data-quality report. The currency rates go first (the transactions' enrichment reads
-/// them), then the other tables, largest first, `clean.tables_at_once` at a time: after its
+/// data-quality report. The currency rates go first, and the rate lookup the transactions'
+/// enrichment reads is computed from them, then the other tables, largest first, `clean.tables_at_once` at a time: after its
 /// sort one table's deduplication and Parquet encoding run on one core, so two at a time keep
 /// both cores of a small machine (or two executors) busy (500k clients: the deduplication
 /// phase took 5.9 s one table at a time, 4.6 s two at a time).
@@ -376,7 +382,7 @@ async fn finish(
         .zip(&counts)
         .find(|(t, _)| t.name == crate::schema::CLIENTS.name)
         .map_or(0, |(_, c)| c.parsed);
-    let buckets = crate::warehouse::buckets::bucket_count(clients, warehouse.clients_per_bucket());
+    let buckets = bucket_count(clients, warehouse.clients_per_bucket());
     register_rates(engine, warehouse, date).await?;
     let mut plans = Vec::new();
     for (table, counts) in TABLES.iter().copied().zip(counts) {
@@ -391,6 +397,7 @@ async fn finish(
     for plan in rates {
         qualities.push(dedup_table(engine, warehouse, plan, buckets).await?);
     }
+    write_rate_lookup(engine, (warehouse, sql), date).await?;
     let rest: Vec<TableQuality> = futures::stream::iter(others)
         .map(|plan| dedup_table(engine, warehouse, plan, buckets))
         .buffer_unordered(config.tables_at_once(buckets))
@@ -421,7 +428,6 @@ async fn finish(
     Ok(report)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,10 +450,12 @@ mod tests {
     }
 
     #[test]
-    fn reference_tables_take_one_pass_and_client_tables_follow_their_rows() {
+    fn one_bucket_days_and_reference_tables_take_one_pass_and_bucketed_tables_follow_their_rows() {
         let config = crate::config::Config::load_from(None, &[], &[]).unwrap().clean;
-        assert_eq!(dedup::passes(&config, &crate::schema::CURRENCY_RATES, 50_000_000), 1);
-        assert_eq!(dedup::passes(&config, &crate::schema::BANK_TRANSACTIONS, 1_500_000), 1);
-        assert_eq!(dedup::passes(&config, &crate::schema::BANK_TRANSACTIONS, 15_000_000), 8);
+        let (rates, transactions) = (&crate::schema::CURRENCY_RATES, &crate::schema::BANK_TRANSACTIONS);
+        assert_eq!(dedup::passes(&config, (rates, 50_000_000), 10), 1);
+        assert_eq!(dedup::passes(&config, (transactions, 15_000_000), 1), 1);
+        assert_eq!(dedup::passes(&config, (transactions, 900_000), 10), 1);
+        assert_eq!(dedup::passes(&config, (transactions, 15_000_000), 10), 15);
     }
 }
