@@ -3,16 +3,18 @@
 //! definition, so a job plans and runs the same everywhere — and the client-side context.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use ballista_core::registry::BallistaFunctionRegistry;
+use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::functions;
-use super::session::{apply_session_options, runtime_env};
+use super::memory::QueryMemoryPool;
+use super::session::{apply_session_options, runtime_env, runtime_env_with_pool};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::warehouse::StoreRegistry;
@@ -28,9 +30,16 @@ pub fn session_config(config: &Config) -> SessionConfig {
 }
 
 /// The runtime a cluster node runs tasks in: ebroker's object stores and memory budget.
+/// Ballista builds one per session it serves (per task without its session cache); all of
+/// them draw on one pool of `engine.memory_limit` per process, so an executor stays within
+/// its budget whatever number of jobs and sessions it runs at once — as in-process, where
+/// every query shares the engine's one pool.
 pub fn node_runtime(config: &Config) -> datafusion::error::Result<Arc<RuntimeEnv>> {
-    runtime_env(config, Arc::new(StoreRegistry::new()))
-        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+    static NODE_POOL: OnceLock<Arc<dyn MemoryPool>> = OnceLock::new();
+    let external = |e: Error| datafusion::error::DataFusionError::External(Box::new(e));
+    let limit = config.memory_limit_bytes().map_err(external)?;
+    let pool = NODE_POOL.get_or_init(|| Arc::new(QueryMemoryPool::new(limit)));
+    runtime_env_with_pool(config, Arc::new(StoreRegistry::new()), Arc::clone(pool)).map_err(external)
 }
 
 /// The session state the scheduler plans with: default features, ebroker's runtime and
@@ -87,4 +96,25 @@ pub async fn remote_context(config: &Config, registry: Arc<StoreRegistry>) -> Re
     // The remote context resets scalar functions from the state: register ours after.
     functions::register(&ctx);
     Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::execution::memory_pool::MemoryConsumer;
+
+    use super::*;
+
+    #[test]
+    fn every_runtime_of_a_node_draws_on_one_memory_budget() {
+        let config = Config::load_from(None, &[], &[]).unwrap();
+        let first = node_runtime(&config).unwrap();
+        let second = node_runtime(&config).unwrap();
+        let held = MemoryConsumer::new("a task of one session").register(&first.memory_pool);
+        held.grow(3 << 20);
+        assert_eq!(
+            second.memory_pool.reserved(),
+            3 << 20,
+            "another session sees the first one's memory"
+        );
+    }
 }

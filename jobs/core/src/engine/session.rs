@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::SessionConfig;
 
@@ -44,15 +45,25 @@ pub fn apply_session_options(session: SessionConfig, config: &Config) -> Session
 
 /// The runtime: memory pool with the configured limit, spill directory, object stores.
 pub fn runtime_env(config: &Config, registry: Arc<StoreRegistry>) -> Result<Arc<RuntimeEnv>> {
+    // A fair pool: several spilling operators (window sorts, the output sort) share the
+    // budget instead of the first one taking it all and starving the merge.
+    let pool = Arc::new(QueryMemoryPool::new(config.memory_limit_bytes()?));
+    runtime_env_with_pool(config, registry, pool)
+}
+
+/// The runtime over an existing memory pool (a cluster node's one pool: `remote::node_runtime`).
+pub fn runtime_env_with_pool(
+    config: &Config,
+    registry: Arc<StoreRegistry>,
+    pool: Arc<dyn MemoryPool>,
+) -> Result<Arc<RuntimeEnv>> {
     let mut disk = DiskManagerBuilder::default();
     if let Some(dir) = config.spill_dir() {
         std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         disk = disk.with_mode(DiskManagerMode::Directories(vec![dir]));
     }
     RuntimeEnvBuilder::new()
-        // A fair pool: several spilling operators (window sorts, the output sort) share the
-        // budget instead of the first one taking it all and starving the merge.
-        .with_memory_pool(Arc::new(QueryMemoryPool::new(config.memory_limit_bytes()?)))
+        .with_memory_pool(pool)
         .with_disk_manager_builder(disk)
         .with_object_store_registry(registry)
         // Jobs replace whole directories between queries: a cached listing would point at
