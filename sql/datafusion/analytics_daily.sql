@@ -6,7 +6,8 @@ SELECT CAST('{{processing_date}}' AS DATE) AS analysis_date,
        count(*) AS clients_count,
        -- summed as exact decimals: the same total whatever order the rows come in
        CAST(round(sum(CAST(m.total_value AS DECIMAL(38, 10))), 2) AS DOUBLE) AS total_revenue,
-       CAST(round(round(sum(CAST(m.total_value AS DECIMAL(38, 10))), 2) / count(*), 2) AS DOUBLE) AS avg_revenue,
+       -- the average divides the rounded sum as a double, as the reference does
+       round(CAST(round(sum(CAST(m.total_value AS DECIMAL(38, 10))), 2) AS DOUBLE) / count(*), 2) AS avg_revenue,
        sum(CASE WHEN upper(m.status) = 'ACTIVE' THEN 1 ELSE 0 END) AS active_clients,
        sum(COALESCE(n.is_new, 0)) AS new_clients
 FROM marketing_clients m

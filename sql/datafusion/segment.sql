@@ -70,9 +70,11 @@ aggregates AS (
     SELECT client_id, client_name, city, status, original_segment,
            transaction_count,
            CAST(round(COALESCE(total_amount, 0), 2) AS DOUBLE) AS total_transaction_amount,
-           -- the average from the rounded sum, so every engine and cluster size agrees
+           -- the average from the rounded (exact) sum, so every engine and cluster size agrees;
+           -- divided as a double, as the reference and Spark peers do (a quotient ending in an
+           -- exact half kopeck rounds as its binary value does: docs/SPEC.md, known differences)
            CASE WHEN amount_count > 0
-                THEN CAST(round(round(total_amount, 2) / amount_count, 2) AS DOUBLE) ELSE 0 END AS avg_transaction_amount,
+                THEN round(CAST(round(total_amount, 2) AS DOUBLE) / amount_count, 2) ELSE 0 END AS avg_transaction_amount,
            round(COALESCE(max_amount, 0), 2)                 AS max_transaction_amount,
            login_count, successful_logins, activity_count,
            COALESCE(total_activity_minutes, 0)               AS total_activity_minutes,
