@@ -82,28 +82,29 @@ pub async fn analytics(
     register_mart(engine, warehouse, MARKETING_CLIENTS.name, date).await?;
     register_mart(engine, warehouse, TARGETED_OFFERS.name, date).await?;
     let daily_sql = sql.render(MARKETING_ANALYTICS_DAILY.sql, &[("processing_date", date.as_str())])?;
-    let daily_rows = write_partition(
-        engine,
-        warehouse,
-        STAGE,
-        Zone::Marts,
-        MARKETING_ANALYTICS_DAILY.name,
-        date,
-        &daily_sql,
-    )
-    .await?;
-    register_mart(engine, warehouse, MARKETING_ANALYTICS_DAILY.name, date).await?;
-    // The slice and the three reports are independent reads: run at once, they share the cores.
+    // The slice and the three reports are independent: run at once, they share the cores.
     let daily = async {
+        let rows = write_partition(
+            engine,
+            warehouse,
+            STAGE,
+            Zone::Marts,
+            MARKETING_ANALYTICS_DAILY.name,
+            date,
+            &daily_sql,
+        )
+        .await?;
+        register_mart(engine, warehouse, MARKETING_ANALYTICS_DAILY.name, date).await?;
         let query = "SELECT * FROM marketing_analytics_daily ORDER BY segment";
         let batches = engine.collect(query, "reading the daily slice").await?;
-        Ok::<_, crate::error::Error>((format!("Daily analytics {date}"), batches))
+        Ok::<_, crate::error::Error>((rows, (format!("Daily analytics {date}"), batches)))
     };
     let reports = REPORTS.iter().map(|(title, file)| async move {
         let query = sql.render(file, &[])?;
-        Ok::<_, crate::error::Error>((title.to_string(), engine.collect(&query, title).await?))
+        let batches = engine.collect(&query, title).await?;
+        Ok::<_, crate::error::Error>((title.to_string(), batches))
     });
-    let (daily, reports) = futures::try_join!(daily, futures::future::try_join_all(reports))?;
+    let ((daily_rows, daily), reports) = futures::try_join!(daily, futures::future::try_join_all(reports))?;
     let sections = std::iter::once(daily).chain(reports).collect();
     Ok(AnalyticsReport { daily_rows, sections })
 }
