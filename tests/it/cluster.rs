@@ -1,13 +1,15 @@
 //! The jobs on a real Ballista cluster (scheduler + two executors started by
 //! `deploy/local/cluster.sh`, address in EBROKER_TEST_CLUSTER): the same rows as in-process,
 //! with tasks on both executors and the sources parsed there; ebroker's own plans run each
-//! task once; a day whose joins have an empty side; an executor killed mid-job; and every
-//! executor lost.
+//! task once; a write on the executors keeps every task's file and only those; a day whose
+//! joins have an empty side; an executor killed mid-job; and every executor lost.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use datafusion::dataframe::DataFrameWriteOptions;
+use ebroker::plans::write::write_partitions;
 use ebroker::runner::Status;
 use ebroker::schema::TABLES;
 use ebroker::warehouse::{Warehouse, Zone};
@@ -320,6 +322,64 @@ async fn a_day_without_new_clients_completes_on_the_cluster() {
     let expected = table_rows(&local, &local.warehouse, &relative).await;
     assert!(!expected.is_empty(), "{relative} is empty");
     assert_eq!(table_rows(&local, &remote.warehouse, &relative).await, expected);
+}
+
+#[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_the_executors_keeps_every_task_s_file_and_removes_what_no_task_reported() {
+    let url = service("EBROKER_TEST_CLUSTER");
+    let _guard = CLUSTER.lock().await;
+    let remote = TestWarehouse::on_cluster(&url).await;
+    let source = remote.dir.path().join("numbers");
+    std::fs::create_dir_all(&source).unwrap();
+    let local = datafusion::prelude::SessionContext::new();
+    for (name, from) in [("a", 1), ("b", 1001)] {
+        let sql = format!("SELECT value AS n FROM generate_series({from}, {})", from + 999);
+        let path = source.join(format!("{name}.parquet"));
+        let single = DataFrameWriteOptions::new().with_single_file_output(true);
+        let df = local.sql(&sql).await.unwrap();
+        df.write_parquet(path.to_str().unwrap(), single, None).await.unwrap();
+    }
+    let source_url = url::Url::from_directory_path(&source).unwrap();
+    remote
+        .engine
+        .register_parquet_dir("numbers", &source_url, None)
+        .await
+        .unwrap();
+    let out = remote.dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let stray = "w-lost-attempt-00000.parquet";
+    std::fs::write(out.join(stray), b"the file of an attempt whose executor was lost").unwrap();
+    // Two files are two tasks, and Ballista numbers the partition of each task's plan 0.
+    let df = remote.engine.sql("SELECT n FROM numbers", "numbers").await.unwrap();
+    let out_url = url::Url::from_directory_path(&out).unwrap();
+    let rows = write_partitions(&remote.engine, df, out_url, "w".into(), "writing numbers")
+        .await
+        .unwrap();
+    assert_eq!(rows, 2000);
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "one file per task, the stray removed: {files:?}");
+    assert!(files.iter().all(|f| f.starts_with("w-") && f != stray), "{files:?}");
+    let written = format!("{}/", out.display());
+    local
+        .register_parquet("written", &written, Default::default())
+        .await
+        .unwrap();
+    let back = local
+        .sql("SELECT count(*), sum(n) FROM written")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        ebroker_integration::to_strings(&back),
+        vec![vec!["2000".to_string(), "2001000".to_string()]]
+    );
 }
 
 #[cfg_attr(not(feature = "services"), ignore = "needs the services of deploy/local/test.sh")]

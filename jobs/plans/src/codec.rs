@@ -1,7 +1,8 @@
-//! [`PlanCodec`]: Ballista's physical extension codec plus [`WorkExec`]. The client, the
-//! scheduler and every executor install it; Ballista's own nodes (shuffle readers and writers)
-//! still go through Ballista's codec, to which everything not ours is handed. Our bytes start
-//! with a zero byte, which no protobuf message does, so the two can never be confused.
+//! [`PlanCodec`]: Ballista's physical extension codec plus [`WorkExec`] and
+//! [`PartitionWriteExec`]. The client, the scheduler and every executor install it; Ballista's
+//! own nodes (shuffle readers and writers) still go through Ballista's codec, to which
+//! everything not ours is handed. Our bytes start with a zero byte, which no protobuf message
+//! does, so the two can never be confused.
 
 use std::sync::Arc;
 
@@ -12,11 +13,14 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
 use crate::work::{Work, WorkExec};
+use crate::write::{PartitionWriteExec, WriteTarget};
 
 /// The prefix of an encoded [`WorkExec`]; the rest is its [`Work`] as JSON.
 const MAGIC: &[u8] = b"\0ebroker-work/1\0";
+/// The prefix of an encoded [`PartitionWriteExec`]; the rest is its [`WriteTarget`] as JSON.
+const WRITE_MAGIC: &[u8] = b"\0ebroker-write/1\0";
 
-/// Ballista's codec, knowing [`WorkExec`] too.
+/// Ballista's codec, knowing [`WorkExec`] and [`PartitionWriteExec`] too.
 #[derive(Debug, Default)]
 pub struct PlanCodec {
     ballista: BallistaPhysicalExtensionCodec,
@@ -35,18 +39,18 @@ impl PhysicalExtensionCodec for PlanCodec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let Some(json) = buf.strip_prefix(MAGIC) else {
-            return self.ballista.try_decode(buf, inputs, ctx, proto_converter);
-        };
-        let work: Work = serde_json::from_slice(json)
-            .map_err(|e| DataFusionError::Internal(format!("an ebroker plan node does not decode: {e}")))?;
-        let [input] = inputs else {
-            return Err(DataFusionError::Internal(format!(
-                "WorkExec has one input, got {}",
-                inputs.len()
-            )));
-        };
-        Ok(Arc::new(WorkExec::new(work, Arc::clone(input))))
+        if let Some(json) = buf.strip_prefix(MAGIC) {
+            let work: Work = decode(json)?;
+            Ok(Arc::new(WorkExec::new(work, one_input(inputs, "WorkExec")?)))
+        } else if let Some(json) = buf.strip_prefix(WRITE_MAGIC) {
+            let target: WriteTarget = decode(json)?;
+            Ok(Arc::new(PartitionWriteExec::new(
+                target,
+                one_input(inputs, "PartitionWriteExec")?,
+            )))
+        } else {
+            self.ballista.try_decode(buf, inputs, ctx, proto_converter)
+        }
     }
 
     fn try_encode(
@@ -55,12 +59,37 @@ impl PhysicalExtensionCodec for PlanCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<()> {
-        let Some(exec) = node.downcast_ref::<WorkExec>() else {
-            return self.ballista.try_encode(node, buf, proto_converter);
-        };
-        buf.extend_from_slice(MAGIC);
-        serde_json::to_writer(buf, exec.work())
-            .map_err(|e| DataFusionError::Internal(format!("an ebroker plan node does not encode: {e}")))
+        if let Some(exec) = node.downcast_ref::<WorkExec>() {
+            encode(buf, MAGIC, exec.work())
+        } else if let Some(exec) = node.downcast_ref::<PartitionWriteExec>() {
+            encode(buf, WRITE_MAGIC, exec.target())
+        } else {
+            self.ballista.try_encode(node, buf, proto_converter)
+        }
+    }
+}
+
+/// An ebroker node's description from the JSON after its prefix.
+fn decode<T: serde::de::DeserializeOwned>(json: &[u8]) -> DfResult<T> {
+    serde_json::from_slice(json)
+        .map_err(|e| DataFusionError::Internal(format!("an ebroker plan node does not decode: {e}")))
+}
+
+/// Appends `magic` and `node` as JSON to `buf`.
+fn encode<T: serde::Serialize>(buf: &mut Vec<u8>, magic: &[u8], node: &T) -> DfResult<()> {
+    buf.extend_from_slice(magic);
+    serde_json::to_writer(buf, node)
+        .map_err(|e| DataFusionError::Internal(format!("an ebroker plan node does not encode: {e}")))
+}
+
+/// The single input of a unary ebroker node.
+fn one_input(inputs: &[Arc<dyn ExecutionPlan>], name: &str) -> DfResult<Arc<dyn ExecutionPlan>> {
+    match inputs {
+        [input] => Ok(Arc::clone(input)),
+        _ => Err(DataFusionError::Internal(format!(
+            "{name} has one input, got {}",
+            inputs.len()
+        ))),
     }
 }
 

@@ -61,6 +61,22 @@ pub async fn run_tasks<T: Serialize, R: DeserializeOwned>(
     Ok(found)
 }
 
+/// Runs `plan` on the engine: submitted to the cluster, or in this process with every
+/// partition at once (a query's partitions feed each other through its repartitions).
+pub async fn run_plan(engine: &Engine, plan: Arc<dyn ExecutionPlan>, what: &str) -> Result<Vec<RecordBatch>> {
+    let work = async {
+        match engine.scheduler_url() {
+            Some(url) => submit(url, engine, plan, what).await,
+            None => {
+                let partitions = plan.properties().output_partitioning().partition_count();
+                let ctx = engine.context().task_ctx();
+                run_local(plan, ctx, (partitions.max(1), &ProgressBar::hidden()), what).await
+            }
+        }
+    };
+    engine.bounded(what, work).await
+}
+
 /// The results of a work plan's output batches.
 pub fn results<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<R>> {
     let mut found = Vec::new();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
+use ebroker_plans::write::write_partitions;
 use serde::Serialize;
 
 use super::{Stage, StageContext, StageReport};
@@ -198,17 +199,25 @@ pub async fn offers(
     register_mart(engine, warehouse, CLIENT_SEGMENTATION.name, date).await?;
     let params = [("processing_date", date.as_str())];
     let mut output = PartitionWriter::begin(warehouse, STAGE, Zone::Marts, MARKETING_CLIENTS.name, date).await?;
-    output
-        .write_query(engine, &sql.render(MARKETING_CLIENTS.sql, &params)?)
-        .await?;
+    write_mart(
+        engine,
+        &mut output,
+        &sql.render(MARKETING_CLIENTS.sql, &params)?,
+        "marketing clients",
+    )
+    .await?;
     engine
         .register_parquet_dir(MARKETING_CLIENTS.name, &output.staged_url(), None)
         .await?;
     let clients = output.add_to(&mut commit);
     let mut output = PartitionWriter::begin(warehouse, STAGE, Zone::Marts, TARGETED_OFFERS.name, date).await?;
-    output
-        .write_query(engine, &sql.render(TARGETED_OFFERS.sql, &params)?)
-        .await?;
+    write_mart(
+        engine,
+        &mut output,
+        &sql.render(TARGETED_OFFERS.sql, &params)?,
+        "targeted offers",
+    )
+    .await?;
     let offers = output.add_to(&mut commit);
     warehouse.publish(commit).await?;
     for table in [OFFER_TEMPLATES.name, MARKETING_CLIENTS.name] {
@@ -216,6 +225,15 @@ pub async fn offers(
     }
     tracing::info!(%date, clients, offers, "published the day's offers");
     Ok(OffersCount { clients, offers })
+}
+
+/// Runs `sql` and adds its result to `output`, each partition written where it is computed (on
+/// a cluster, by the task that computed it: no stage that gathers every row into one writer).
+async fn write_mart(engine: &Engine, output: &mut PartitionWriter<'_>, sql: &str, what: &str) -> Result<u64> {
+    let df = engine.sql(sql, what).await?;
+    output
+        .write_with(|dir, prefix| write_partitions(engine, df, dir, prefix, what))
+        .await
 }
 
 #[cfg(test)]

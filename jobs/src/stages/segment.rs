@@ -4,6 +4,8 @@
 //! the cleaned tables ([`crate::tables::buckets`]): every client's rows are in one bucket, so each
 //! pass aggregates a fraction of the day in memory, and the day is published in one commit.
 
+use ebroker_plans::write::write_partitions;
+
 use super::{Stage, StageContext, StageReport};
 use crate::engine::Engine;
 use crate::error::Result;
@@ -63,7 +65,9 @@ pub async fn segment(engine: &Engine, warehouse: &Warehouse, sql: &SqlLibrary, d
     for bucket in 0..buckets.buckets() {
         buckets.register(engine, bucket).await?;
         let df = engine.sql_with_options(&query, PLAN_OPTIONS, "segmenting").await?;
-        let clients = output.write(engine, df).await?;
+        let clients = output
+            .write_with(|dir, prefix| write_partitions(engine, df, dir, prefix, "writing client_segmentation"))
+            .await?;
         tracing::info!(
             %date,
             bucket,

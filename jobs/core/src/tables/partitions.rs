@@ -60,6 +60,7 @@ pub struct PartitionWriter<'a> {
     target: String,
     what: String,
     rows: u64,
+    writes: usize,
 }
 
 impl<'a> PartitionWriter<'a> {
@@ -82,6 +83,7 @@ impl<'a> PartitionWriter<'a> {
             target,
             what: format!("{table} for {date}"),
             rows: 0,
+            writes: 0,
         })
     }
 
@@ -96,6 +98,21 @@ impl<'a> PartitionWriter<'a> {
         let rows = engine
             .write_parquet_dir(df, &self.warehouse.url(&self.staged), &self.what)
             .await?;
+        self.rows += rows;
+        Ok(rows)
+    }
+
+    /// Adds to the staged day what `write` writes into the directory it is given, in files
+    /// whose names start with the prefix it is given (one of its own per write of the day);
+    /// `write` returns the rows it wrote.
+    pub async fn write_with<F, W>(&mut self, write: F) -> Result<u64>
+    where
+        F: FnOnce(url::Url, String) -> W,
+        W: std::future::Future<Output = Result<u64>>,
+    {
+        let prefix = format!("part{}", self.writes);
+        self.writes += 1;
+        let rows = write(self.staged_url(), prefix).await?;
         self.rows += rows;
         Ok(rows)
     }
