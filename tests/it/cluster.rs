@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use datafusion::dataframe::DataFrameWriteOptions;
-use ebroker::plans::write::write_partitions;
+use ebroker::plans::run::write_partitions;
 use ebroker::runner::Status;
 use ebroker::schema::TABLES;
 use ebroker::warehouse::{Warehouse, Zone};

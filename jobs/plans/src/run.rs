@@ -1,7 +1,8 @@
 //! Running a [`WorkExec`] plan: submitted to the Ballista scheduler as a physical plan when
 //! the engine is a cluster client (one task per task row, so a lost executor costs only its
 //! own tasks), or executed partition by partition on the local engine — the same plan either
-//! way (issue 17: one code path).
+//! way (issue 17: one code path). Also where a query's result is written by the executors that
+//! compute it ([`write_partitions`], the operator in `write.rs`).
 
 use std::sync::Arc;
 
@@ -11,6 +12,8 @@ use datafusion::arrow::array::{Array, StringArray};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{common, ExecutionPlan};
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+use datafusion::prelude::DataFrame;
 use datafusion_proto::protobuf::PhysicalPlanNode;
 use ebroker_core::engine::Engine;
 use ebroker_core::error::{Error, Result};
@@ -18,9 +21,12 @@ use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use url::Url;
 
 use crate::codec;
+use crate::task_files::task_store;
 use crate::work::{from_json, task_list, Work, WorkExec};
+use crate::write::{remove_strays, written_files, PartitionWriteExec, WriteTarget};
 
 /// Where a plan runs: on the engine (the cluster, or in-process), or on a bare local task
 /// context (callers without an engine, such as `ingest` called as a library).
@@ -61,20 +67,31 @@ pub async fn run_tasks<T: Serialize, R: DeserializeOwned>(
     Ok(found)
 }
 
-/// Runs `plan` on the engine: submitted to the cluster, or in this process with every
-/// partition at once (a query's partitions feed each other through its repartitions).
-pub async fn run_plan(engine: &Engine, plan: Arc<dyn ExecutionPlan>, what: &str) -> Result<Vec<RecordBatch>> {
-    let work = async {
-        match engine.scheduler_url() {
-            Some(url) => submit(url, engine, plan, what).await,
-            None => {
-                let partitions = plan.properties().output_partitioning().partition_count();
-                let ctx = engine.context().task_ctx();
-                run_local(plan, ctx, (partitions.max(1), &ProgressBar::hidden()), what).await
-            }
-        }
+/// Runs the planned `df` and writes its result under `dir`: on a cluster each partition as one
+/// file named `{prefix}-….parquet` by the executor that computes it, in this process with the
+/// session's sink. Returns the rows written.
+pub async fn write_partitions(engine: &Engine, df: DataFrame, dir: Url, prefix: String, what: &str) -> Result<u64> {
+    let Some(url) = engine.scheduler_url() else {
+        return engine.write_parquet_dir(df, &dir, what).await;
     };
-    engine.bounded(what, work).await
+    let (state, logical) = df.into_parts();
+    let planning = async {
+        let optimized = state.optimize(&logical)?;
+        DefaultPhysicalPlanner::default()
+            .create_physical_plan(&optimized, &state)
+            .await
+    };
+    let input = planning.await.map_err(Error::engine(format!("planning {what}")))?;
+    let target = WriteTarget {
+        dir: dir.to_string(),
+        prefix: prefix.clone(),
+    };
+    let plan: Arc<dyn ExecutionPlan> = Arc::new(PartitionWriteExec::new(target, input));
+    let batches = engine.bounded(what, submit(url, engine, plan, what)).await?;
+    let written = written_files(&batches)?;
+    let (store, path) = task_store(&engine.context().task_ctx(), dir.as_str())?;
+    remove_strays(store.as_ref(), &path, &prefix, &written).await?;
+    Ok(written.iter().map(|(_, rows)| rows).sum())
 }
 
 /// The results of a work plan's output batches.

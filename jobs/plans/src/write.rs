@@ -8,17 +8,16 @@
 //! partitions from 0, so a partition number alone is not), and every task reports the file it
 //! wrote; the files the job's result does not name (an attempt that failed or whose executor
 //! was lost and whose task ran again) are removed before the day is published, so a retried
-//! task neither loses nor doubles rows. In-process the session's own sink is used: it encodes
-//! a file's columns in parallel and was faster there (offers 1.30-1.38 s against 1.99-2.08 s).
+//! task neither loses nor doubles rows. The client side is `run::write_partitions`, which
+//! in-process uses the session's own sink: it encodes a file's columns in parallel and was
+//! faster there (offers 1.30-1.38 s against 1.99-2.08 s).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-use std::collections::HashSet;
-
 use datafusion::arrow::array::{AsArray, StringArray, UInt64Array};
-use datafusion::arrow::datatypes::UInt64Type;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{internal_err, DataFusionError, Result as DfResult};
@@ -31,9 +30,6 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
 };
-use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
-use datafusion::prelude::DataFrame;
-use ebroker_core::engine::Engine;
 use ebroker_core::error::{Error, Result};
 use ebroker_core::warehouse::parquet::{parquet_error, properties, zstd, STAGING_ROW_GROUP_ROWS};
 use futures::StreamExt;
@@ -41,9 +37,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
-use url::Url;
 
-use crate::run::run_plan;
 use crate::task_files::task_store;
 
 /// Where a [`PartitionWriteExec`] writes: `{dir}/{prefix}-{key}.parquet`, the key naming the
@@ -77,35 +71,8 @@ fn task_key(task: Option<&str>, partition: usize) -> String {
     }
 }
 
-/// Runs the planned `df` and writes its result under `dir`: on a cluster each partition as one
-/// file named `{prefix}-….parquet` by the executor that computes it, in this process with the
-/// session's sink. Returns the rows written.
-pub async fn write_partitions(engine: &Engine, df: DataFrame, dir: Url, prefix: String, what: &str) -> Result<u64> {
-    if engine.scheduler_url().is_none() {
-        return engine.write_parquet_dir(df, &dir, what).await;
-    }
-    let (state, logical) = df.into_parts();
-    let planning = async {
-        let optimized = state.optimize(&logical)?;
-        DefaultPhysicalPlanner::default()
-            .create_physical_plan(&optimized, &state)
-            .await
-    };
-    let input = planning.await.map_err(Error::engine(format!("planning {what}")))?;
-    let target = WriteTarget {
-        dir: dir.to_string(),
-        prefix: prefix.clone(),
-    };
-    let plan: Arc<dyn ExecutionPlan> = Arc::new(PartitionWriteExec::new(target, input));
-    let batches = run_plan(engine, plan, what).await?;
-    let written = written_files(&batches)?;
-    let (store, path) = task_store(&engine.context().task_ctx(), dir.as_str())?;
-    remove_strays(store.as_ref(), &path, &prefix, &written).await?;
-    Ok(written.iter().map(|(_, rows)| rows).sum())
-}
-
 /// The file names and rows a [`PartitionWriteExec`]'s output reports.
-fn written_files(batches: &[RecordBatch]) -> Result<Vec<(String, u64)>> {
+pub(crate) fn written_files(batches: &[RecordBatch]) -> Result<Vec<(String, u64)>> {
     let mut written = Vec::new();
     for batch in batches {
         let files = batch.column(0).as_string_opt::<i32>();
@@ -124,7 +91,7 @@ fn written_files(batches: &[RecordBatch]) -> Result<Vec<(String, u64)>> {
 
 /// Deletes the files under `dir` whose names start with `{prefix}-` and are not among those
 /// `written` names: what failed or superseded task attempts left behind.
-async fn remove_strays(
+pub(crate) async fn remove_strays(
     store: &dyn ObjectStore,
     dir: &StorePath,
     prefix: &str,
@@ -270,6 +237,8 @@ mod tests {
     use datafusion::prelude::SessionContext;
     use datafusion_proto::physical_plan::AsExecutionPlan;
     use datafusion_proto::protobuf::PhysicalPlanNode;
+
+    use url::Url;
 
     use super::*;
     use crate::codec::PlanCodec;

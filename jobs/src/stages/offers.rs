@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use ebroker_plans::write::write_partitions;
+use ebroker_plans::run::write_partitions;
 use serde::Serialize;
 
 use super::{Stage, StageContext, StageReport};

@@ -4,7 +4,7 @@
 //! the cleaned tables ([`crate::tables::buckets`]): every client's rows are in one bucket, so each
 //! pass aggregates a fraction of the day in memory, and the day is published in one commit.
 
-use ebroker_plans::write::write_partitions;
+use ebroker_plans::run::write_partitions;
 
 use super::{Stage, StageContext, StageReport};
 use crate::engine::Engine;
