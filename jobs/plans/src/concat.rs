@@ -4,18 +4,15 @@
 //! the bucket's one file — on an executor or in-process, like the parse. Rows keep the order
 //! of the inputs, so a rerun writes the same file.
 
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
-use datafusion::parquet::arrow::AsyncArrowWriter;
 use ebroker_core::error::{Error, Result};
 use ebroker_core::schema::TABLES;
-use ebroker_core::warehouse::parquet::{parquet_error, properties, zstd, STAGING_ROW_GROUP_ROWS};
+use ebroker_core::warehouse::parquet::parquet_error;
 use futures::TryStreamExt;
-use object_store::buffered::BufWriter;
 use serde::{Deserialize, Serialize};
 
-use crate::task_files::task_store;
+use crate::task_files::{open_writer, task_store};
 
 /// One concat task: the Parquet files `inputs` (URLs, read in this order) into the file
 /// `output`. With no input, `output` is an empty file of `table`'s cleaned schema, so
@@ -47,7 +44,7 @@ pub async fn concat(task: &ConcatTask, ctx: &TaskContext) -> Result<ConcatResult
             .and_then(|b| b.build())
             .map_err(parquet_error(input))?;
         if writer.is_none() {
-            writer = Some(open(ctx, &task.output, batches.schema().clone())?);
+            writer = Some(open_writer(ctx, &task.output, batches.schema().clone())?);
         }
         let out = writer.as_mut().expect("the writer is open");
         while let Some(batch) = batches.try_next().await.map_err(parquet_error(input))? {
@@ -62,7 +59,7 @@ pub async fn concat(task: &ConcatTask, ctx: &TaskContext) -> Result<ConcatResult
                 .iter()
                 .find(|t| t.name == task.table)
                 .ok_or_else(|| Error::Config(format!("no table {} to concatenate", task.table)))?;
-            open(ctx, &task.output, table.cleaned_schema())?
+            open_writer(ctx, &task.output, table.cleaned_schema())?
         }
     };
     writer.close().await.map_err(parquet_error(&task.output))?;
@@ -70,15 +67,4 @@ pub async fn concat(task: &ConcatTask, ctx: &TaskContext) -> Result<ConcatResult
         output: task.output.clone(),
         rows,
     })
-}
-
-/// A writer of `schema` rows at the URL `output`.
-fn open(ctx: &TaskContext, output: &str, schema: SchemaRef) -> Result<AsyncArrowWriter<BufWriter>> {
-    let (store, path) = task_store(ctx, output)?;
-    AsyncArrowWriter::try_new(
-        BufWriter::new(store, path),
-        schema,
-        Some(properties(zstd(), STAGING_ROW_GROUP_ROWS)),
-    )
-    .map_err(parquet_error(output))
 }

@@ -74,6 +74,8 @@ pub async fn write_partitions(engine: &Engine, df: DataFrame, dir: Url, prefix: 
     let Some(url) = engine.scheduler_url() else {
         return engine.write_parquet_dir(df, &dir, what).await;
     };
+    // Planned here, not with `df.create_physical_plan()`: the cluster session's query planner
+    // is Ballista's, which would wrap the whole query in one `DistributedQueryExec`.
     let (state, logical) = df.into_parts();
     let planning = async {
         let optimized = state.optimize(&logical)?;

@@ -4,8 +4,12 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::TaskContext;
+use datafusion::parquet::arrow::AsyncArrowWriter;
 use ebroker_core::error::{Error, Result};
+use ebroker_core::warehouse::parquet::{parquet_error, properties, zstd, Writer, STAGING_ROW_GROUP_ROWS};
+use object_store::buffered::BufWriter;
 use object_store::path::Path as StorePath;
 use object_store::ObjectStore;
 use url::Url;
@@ -20,4 +24,16 @@ pub fn task_store(ctx: &TaskContext, url: &str) -> Result<(Arc<dyn ObjectStore>,
         .map_err(Error::engine(format!("opening the store of {url}")))?;
     let path = StorePath::from_url_path(parsed.path()).map_err(|e| Error::Config(format!("bad path in {url}: {e}")))?;
     Ok((store, path))
+}
+
+/// A writer of `schema` rows into the Parquet file at the URL `output`, as the session writes
+/// a file readers keep (zstd, 128k-row row groups).
+pub fn open_writer(ctx: &TaskContext, output: &str, schema: SchemaRef) -> Result<Writer> {
+    let (store, path) = task_store(ctx, output)?;
+    AsyncArrowWriter::try_new(
+        BufWriter::new(store, path),
+        schema,
+        Some(properties(zstd(), STAGING_ROW_GROUP_ROWS)),
+    )
+    .map_err(parquet_error(output))
 }

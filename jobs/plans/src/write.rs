@@ -31,14 +31,13 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
 };
 use ebroker_core::error::{Error, Result};
-use ebroker_core::warehouse::parquet::{parquet_error, properties, zstd, STAGING_ROW_GROUP_ROWS};
+use ebroker_core::warehouse::parquet::parquet_error;
 use futures::StreamExt;
-use object_store::buffered::BufWriter;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
-use crate::task_files::task_store;
+use crate::task_files::open_writer;
 
 /// Where a [`PartitionWriteExec`] writes: `{dir}/{prefix}-{key}.parquet`, the key naming the
 /// task attempt and partition (see [`task_key`]).
@@ -214,13 +213,7 @@ impl ExecutionPlan for PartitionWriteExec {
 
 /// Writes `input` into the Parquet file at the URL `file`; returns its rows.
 async fn write_stream(mut input: SendableRecordBatchStream, ctx: &TaskContext, file: &str) -> Result<u64> {
-    let (store, path) = task_store(ctx, file)?;
-    let mut writer = datafusion::parquet::arrow::async_writer::AsyncArrowWriter::try_new(
-        BufWriter::new(store, path),
-        input.schema(),
-        Some(properties(zstd(), STAGING_ROW_GROUP_ROWS)),
-    )
-    .map_err(parquet_error(file))?;
+    let mut writer = open_writer(ctx, file, input.schema())?;
     let mut rows = 0;
     while let Some(batch) = input.next().await {
         let batch = batch.map_err(Error::engine(format!("computing the rows of {file}")))?;
