@@ -121,16 +121,16 @@ pub struct CleanConfig {
     /// TextInputFormat rule), so a large file is parsed on many cores and executors. 1 KiB to
     /// 1 TiB.
     pub split_bytes: u64,
-    /// How many tables are deduplicated at once, 1 to 7; 0 (the default) lets the day decide:
-    /// two for a day of one client bucket (after its sort a table's deduplication and
-    /// encoding run on one core), one for a bucketed day, whose sorts spill and whose open
-    /// bucket writers fill the memory budget (`engine.memory_limit`) on their own.
+    /// How many tables are deduplicated at once, 1 to 7; 0 (the default) means two: a table's
+    /// deduplication runs on one partition (one core), so two keep a small machine busy, and
+    /// each holds its pass's ids and (on a bucketed day) one open writer per bucket in the
+    /// memory budget (`engine.memory_limit`).
     pub tables_at_once: usize,
     /// A bucketed day deduplicates its tables in passes of about this many parsed rows, so
-    /// that each pass sorts in memory instead of spilling the day to disk: the parse writes
-    /// each row into the pass of a hash of its id, and a pass holds every copy of its ids. A
-    /// table expected to hold more rows is split into ceil(rows / dedup_pass_rows) passes; a
-    /// day of one client bucket takes one pass. At least 1,000.
+    /// that the ids a pass hashes fit in memory instead of spilling: the parse writes each row
+    /// into the pass of a hash of its id, and a pass holds every copy of its ids. A table
+    /// expected to hold more rows is split into ceil(rows / dedup_pass_rows) passes; a day of
+    /// one client bucket takes one pass. At least 1,000.
     pub dedup_pass_rows: u64,
 }
 
@@ -140,10 +140,9 @@ impl CleanConfig {
         u32::try_from(rows.div_ceil(self.dedup_pass_rows.max(1)).max(1)).unwrap_or(u32::MAX)
     }
 
-    /// The tables deduplicated at once for a day of `buckets` client buckets.
-    pub fn tables_at_once(&self, buckets: u32) -> usize {
+    /// The tables deduplicated at once.
+    pub fn tables_at_once(&self) -> usize {
         match self.tables_at_once {
-            0 if buckets > 1 => 1,
             0 => 2,
             n => n,
         }
@@ -582,13 +581,13 @@ impl Config {
         }
         if self.clean.dedup_pass_rows < 1_000 {
             return Err(Error::Config(format!(
-                "clean.dedup_pass_rows = {} is too small; use at least 1000 (the default is 1000000: a million rows sort in memory within engine.memory_limit = 512MiB)",
+                "clean.dedup_pass_rows = {} is too small; use at least 1000 (the default is 1000000: a million ids hash in memory within engine.memory_limit = 512MiB)",
                 self.clean.dedup_pass_rows
             )));
         }
         if self.clean.tables_at_once > 7 {
             return Err(Error::Config(format!(
-                "clean.tables_at_once = {} is out of range; use 1 to 7, or 0 to let the day's size decide (the default)",
+                "clean.tables_at_once = {} is out of range; use 1 to 7, or 0 for two (the default)",
                 self.clean.tables_at_once
             )));
         }

@@ -139,7 +139,7 @@ mod tests {
         assert!(SqlLibrary::default()
             .get("datafusion/clean_dedup.sql")
             .unwrap()
-            .contains("ROW_NUMBER"));
+            .contains("RIGHT ANTI JOIN parsed"));
         assert!(SqlLibrary::default().get("nope.sql").is_err());
     }
 }

@@ -35,6 +35,12 @@ pub fn apply_session_options(session: SessionConfig, config: &Config) -> Session
     // open row group's encoded pages, and a bucketed write keeps one open per bucket file —
     // memory the pool counts but cannot spill, taken from the room the sorts' merges need.
     options.execution.parquet.max_row_group_size = STAGING_ROW_GROUP_ROWS;
+    // No dictionaries: most columns of the cleaned tables and marts are ids, names, amounts
+    // and dates with few repeats, for which the writer builds a dictionary, then abandons it
+    // for plain pages at the page limit; zstd compresses the repeats of the few low-cardinality
+    // columns as well. 500k clients: the DAG 7.67 -> 7.41 s (clean 4.6 -> 4.2 s), the cleaned
+    // tables 86 -> 78 MB, the marts 59 -> 58 MB.
+    options.execution.parquet.dictionary_enabled = Some(false);
     // Memory a sort keeps back for merging its spill files.
     options.execution.sort_spill_reservation_bytes = 32 << 20;
     // Spill files are written once and read once: lz4 cuts their size about six-fold (5M

@@ -27,11 +27,14 @@ pub fn zstd() -> Compression {
     Compression::ZSTD(ZstdLevel::try_new(3).expect("zstd level 3 is in 1..=22"))
 }
 
-/// Writer properties with `compression` and at most `row_group_rows` rows per row group.
+/// Writer properties with `compression` and at most `row_group_rows` rows per row group, and
+/// no dictionaries, as the session writes the files readers keep
+/// ([`apply_session_options`](crate::engine::session::apply_session_options)).
 pub fn properties(compression: Compression, row_group_rows: usize) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(compression)
         .set_max_row_group_row_count(Some(row_group_rows))
+        .set_dictionary_enabled(false)
         .build()
 }
 

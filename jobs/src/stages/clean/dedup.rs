@@ -3,8 +3,8 @@
 //! expected to hold more than `clean.dedup_pass_rows` rows is deduplicated in passes
 //! (docs/DESIGN.md, "Deduplication in passes"): the parse wrote each typed row into the pass of
 //! a hash of its id ([`pass_of`](crate::warehouse::buckets::pass_of)), so a pass holds every
-//! copy of its ids and sorts in memory, where one sort of the whole table spills the day to
-//! disk. Each pass writes its rows of every client bucket into a scratch file, and concat
+//! copy of its ids and hashes them in memory, where the whole table's ids would spill the day
+//! to disk. Each pass writes its rows of every client bucket into a scratch file, and concat
 //! tasks (on the executors with `--cluster`) join each bucket's scratch files into its one file.
 
 use std::sync::Arc;
@@ -33,11 +33,12 @@ const PARSED: &str = "parsed";
 
 /// How many passes `table` is deduplicated in, for `rows` expected parsed rows on a day of
 /// `buckets` client buckets (estimated, like the rows, before the parse). A day of one
-/// bucket takes one pass per table: its tables sort at once, and several passes would be
-/// joined into the one bucket file by copying the whole table (500k clients: clean 7.5 s in
-/// one pass, 8.6 s with the transactions in two). A table without a client_id (reference
-/// data: the currency rates) takes one too: its cleaned files are not bucketed, so its
-/// passes' files would have no bucket file to be joined into.
+/// bucket takes one pass per table: its tables are deduplicated at once, and several passes
+/// would be joined into the one bucket file by copying the whole table (500k clients: clean
+/// 7.5 s in one pass, 8.6 s with the transactions in two, measured when deduplication
+/// sorted). A table without a client_id (reference data: the currency rates) takes one too:
+/// its cleaned files are not bucketed, so its passes' files would have no bucket file to be
+/// joined into.
 pub fn passes(config: &CleanConfig, (table, rows): (&Table, u64), buckets: u32) -> u32 {
     if table.has_client_id() && buckets > 1 {
         config.dedup_passes(rows)
@@ -126,6 +127,16 @@ pub async fn write_rate_lookup(
     Ok(())
 }
 
+/// How a table's deduplication rule is planned (clean_dedup.sql): on one partition, so its
+/// files hold the rows in the order of the parse (the staged files in name order) on every
+/// run, and without join reordering, so the hash joins build on the few replaced copies (and
+/// the transactions' rates) as the rule writes them while every parsed row streams through.
+/// Two tables are deduplicated at once (`clean.tables_at_once`) to keep two cores busy.
+const DEDUP_OPTIONS: &[(&str, &str)] = &[
+    ("datafusion.execution.target_partitions", "1"),
+    ("datafusion.optimizer.join_reordering", "false"),
+];
+
 /// One table's deduplication, planned: its rule SQL bound to each pass's staged parse (so
 /// several tables' plans can run at once).
 pub struct DedupPlan {
@@ -165,7 +176,9 @@ pub async fn plan_dedup(
                 .register_parquet_dir(name, &staged_parsed, Some(table.parsed_schema()))
                 .await?;
         }
-        let df = engine.sql(&query, &format!("cleaning {}", table.name)).await?;
+        let df = engine
+            .sql_with_options(&query, DEDUP_OPTIONS, &format!("cleaning {}", table.name))
+            .await?;
         plans.push(PassPlan { df, parsed_name });
     }
     Ok(DedupPlan {

@@ -366,10 +366,9 @@ async fn raw_parse_tasks(warehouse: &Warehouse, passes: &Passes, date: Processin
 
 /// Deduplicates, reconciles and publishes the staged parse of every table, then writes the
 /// data-quality report. The currency rates go first, and the rate lookup the transactions'
-/// enrichment reads is computed from them, then the other tables, largest first, `clean.tables_at_once` at a time: after its
-/// sort one table's deduplication and Parquet encoding run on one core, so two at a time keep
-/// both cores of a small machine (or two executors) busy (500k clients: the deduplication
-/// phase took 5.9 s one table at a time, 4.6 s two at a time).
+/// enrichment reads is computed from them, then the other tables, largest first,
+/// `clean.tables_at_once` at a time: one table's deduplication runs on one partition (dedup.rs),
+/// so two at a time keep both cores of a small machine (or two executors) busy.
 async fn finish(
     engine: &Engine,
     warehouse: &Warehouse,
@@ -400,7 +399,7 @@ async fn finish(
     write_rate_lookup(engine, (warehouse, sql), date).await?;
     let rest: Vec<TableQuality> = futures::stream::iter(others)
         .map(|plan| dedup_table(engine, warehouse, plan, buckets))
-        .buffer_unordered(config.tables_at_once(buckets))
+        .buffer_unordered(config.tables_at_once())
         .try_collect()
         .await?;
     qualities.extend(rest);
