@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::config::TableParquetOptions;
 use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::errors::ParquetError;
@@ -48,17 +47,6 @@ pub fn scratch_properties() -> WriterProperties {
         .set_dictionary_enabled(false)
         .set_statistics_enabled(EnabledStatistics::None)
         .build()
-}
-
-/// [`scratch_properties`] as the options of a DataFusion write (a pass of a large day's
-/// deduplication writes its scratch files through DataFusion's partitioned write).
-pub fn scratch_table_options() -> TableParquetOptions {
-    let mut options = TableParquetOptions::default();
-    options.global.compression = Some("lz4_raw".to_string());
-    options.global.dictionary_enabled = Some(false);
-    options.global.statistics_enabled = Some("none".to_string());
-    options.global.max_row_group_size = STAGING_ROW_GROUP_ROWS;
-    options
 }
 
 /// Opens a writer of `schema` rows at `relative` (a file path below the warehouse root).

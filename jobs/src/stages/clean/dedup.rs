@@ -24,7 +24,6 @@ use crate::sql::SqlLibrary;
 use crate::tables::buckets::{partition_dir, write_bucketed, write_partitioned};
 use crate::tables::partitions::footer_rows;
 use crate::warehouse::buckets::file_name;
-use crate::warehouse::parquet::scratch_table_options;
 use crate::warehouse::{Warehouse, Zone};
 use crate::ProcessingDate;
 
@@ -256,8 +255,9 @@ pub async fn dedup_table(
 }
 
 /// Runs a table's passes one after another, each writing its rows split by client bucket
-/// under `scratch` (LZ4 scratch files) while the ids of its staged parse are counted, then
-/// joins each bucket's files into its staged file. Returns the (typed rows, distinct ids) of
+/// under `scratch` (zstd, as the cleaned zone keeps them) while the ids of its staged parse
+/// are counted, then joins each bucket's files into its staged file by copying their column
+/// chunks (`concat`). Returns the (typed rows, distinct ids) of
 /// the staged parse: a sum over the passes, since every copy of an id is in one pass.
 async fn write_in_passes(
     engine: &Engine,
@@ -272,8 +272,7 @@ async fn write_in_passes(
     for (pass, plan) in (0..).zip(passes) {
         let what = format!("cleaning {} (pass {} of {pass_count})", table.name, pass + 1);
         let dir = format!("{scratch}{}", pass_dir(pass));
-        let options = Some(scratch_table_options());
-        let write = write_partitioned(engine, warehouse, plan.df, (&dir, options), buckets, &what);
+        let write = write_partitioned(engine, warehouse, plan.df, (&dir, None), buckets, &what);
         let count = count_parsed_ids(engine, table, &plan.parsed_name);
         let (_, (pass_parsed, pass_distinct)) = futures::try_join!(write, count)?;
         parsed += pass_parsed;
