@@ -43,7 +43,7 @@ pub struct ConcatResult {
 
 /// Copies the task's inputs into its output, row group by row group: each column chunk is
 /// copied as it is encoded (the passes write the cleaned zone's zstd files), never decoded,
-/// and the output is uploaded as each row group is copied.
+/// and what is copied of each input is uploaded before the next input is read.
 pub async fn concat(task: &ConcatTask, ctx: &TaskContext) -> Result<ConcatResult> {
     if task.inputs.is_empty() {
         return write_empty(task, ctx).await;
