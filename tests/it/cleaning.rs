@@ -308,38 +308,31 @@ async fn cleaned_files_are_the_same_bytes_on_every_run() {
     ebroker_integration::generate_sources(&input, 300, 11, 0.2);
     first.clean_csv(&input, DATE).await.unwrap();
     second.clean_csv(&input, DATE).await.unwrap();
-    let files = |wh: &TestWarehouse| {
-        let root = wh.warehouse.local_dir("cleaned/").unwrap();
-        let mut files = std::collections::BTreeMap::new();
-        let mut dirs = vec![root.clone()];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "parquet") {
-                    // bucket files are named by their bucket; the rates' file by the write
-                    let name = path.strip_prefix(&root).unwrap().display().to_string();
-                    let name = if name.contains("/bucket-") {
-                        name
-                    } else {
-                        path.parent()
-                            .unwrap()
-                            .strip_prefix(&root)
-                            .unwrap()
-                            .display()
-                            .to_string()
-                    };
-                    assert!(files.insert(name, std::fs::read(&path).unwrap()).is_none());
-                }
-            }
-        }
-        files
-    };
-    let (a, b) = (files(&first), files(&second));
+    let (a, b) = (cleaned_bytes(&first).await, cleaned_bytes(&second).await);
     assert!(a.len() >= 7, "every cleaned table has files: {:?}", a.keys());
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (name, bytes) in &a {
         assert!(b.get(name) == Some(bytes), "{name} differs between two runs");
     }
+}
+
+/// The bytes of the day's cleaned Parquet files, by table and bucket file name (the rates'
+/// one file is named by the write that made it, so by its table alone).
+async fn cleaned_bytes(wh: &TestWarehouse) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    for table in ebroker::schema::TABLES {
+        let dir = format!("cleaned/{}/processing_date={DATE}/", table.name);
+        let local = wh.warehouse.local_dir(&dir).unwrap();
+        for file in wh.warehouse.list_files(&dir).await.unwrap() {
+            let Some(name) = file.filename().filter(|n| n.ends_with(".parquet")) else {
+                continue;
+            };
+            let key = match name.starts_with("bucket-") {
+                true => format!("{}/{name}", table.name),
+                false => table.name.to_string(),
+            };
+            assert!(files.insert(key, std::fs::read(local.join(name)).unwrap()).is_none());
+        }
+    }
+    files
 }

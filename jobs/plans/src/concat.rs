@@ -100,7 +100,7 @@ fn copy_row_groups<R: ChunkReader>(
 ) -> ParquetResult<u64> {
     if out.schema_descr().root_schema() != metadata.file_metadata().schema_descr().root_schema() {
         return Err(ParquetError::General(
-            "a scratch file of this bucket has another schema than the first".into(),
+            "a pass's file of this bucket has another schema than the first pass's".into(),
         ));
     }
     let mut rows = 0u64;
